@@ -1,0 +1,148 @@
+//! `vmkeep backup`: one disk (image file, block device, or VDDK disk) into
+//! a new generation, full or incremental from a parent generation with a
+//! changed-areas list.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use vmkeep_engine::areas::AreaFile;
+use vmkeep_engine::backup::{self, DiskJob, GenerationInfo, Parent};
+use vmkeep_engine::source::{DiskSource, ImageSource};
+use vmkeep_format::generation::SourceKind;
+
+use crate::output::size;
+use crate::{context, vddk_cmd, Global};
+
+/// How to read the source.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Read every byte.
+    Full,
+    /// Skip ranges the source reports as unallocated (holes of a sparse file).
+    Sparse,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    /// Disk image file or block device to back up.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    #[command(flatten)]
+    pub vddk: vddk_cmd::VddkDiskArgs,
+    /// Name of the disk lineage (generations of one disk share it).
+    #[arg(long = "disk", id = "disk_name")]
+    pub disk: String,
+    /// Only read these areas (lines `offset,length` in bytes). With --parent,
+    /// everything else comes from the parent; without, everything else is zero.
+    #[arg(long)]
+    pub changed_areas: Option<PathBuf>,
+    /// Parent generation (id prefix, `latest`, or `latest:NAME`).
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// Read everything, or skip unallocated ranges.
+    #[arg(long, value_enum, default_value_t = ReadMode::Sparse)]
+    pub read_mode: ReadMode,
+    /// CBT change id to record for the next incremental.
+    #[arg(long, default_value = "")]
+    pub change_id: String,
+}
+
+pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
+    let started = vmkeep_engine::repo::Repository::now();
+    let t0 = Instant::now();
+    let repo = context::open_repo(g)?;
+    let source: Box<dyn DiskSource> = match (&a.image, &a.vddk.disk) {
+        (Some(p), None) => Box::new(ImageSource::open(p, a.read_mode == ReadMode::Sparse)?),
+        (None, Some(_)) => vddk_cmd::open_source(&a.vddk, &g.vc, g.vddk_libdir.as_deref())?,
+        _ => bail!("give exactly one of --image PATH or --vddk-disk PATH"),
+    };
+    let capacity = source.capacity();
+    let parent = match &a.parent {
+        None => None,
+        Some(spec) => {
+            let (pid, pg) = repo.resolve_generation(spec).map_err(|e| {
+                anyhow::anyhow!("parent generation {spec}: {e}")
+            })?;
+            let d = pg.disks.iter().find(|d| d.name == a.disk).with_context(|| {
+                format!(
+                    "parent generation {}: it has no disk named {:?} (it has: {})",
+                    pid.short(),
+                    a.disk,
+                    pg.disks.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            if d.capacity != capacity {
+                bail!(
+                    "parent generation {}: disk {:?} had {} bytes, {} has {capacity}: the disk changed size, take a full backup (no --parent)",
+                    pid.short(),
+                    a.disk,
+                    d.capacity,
+                    source.describe()
+                );
+            }
+            let manifest = repo.load_manifest(&d.manifest)?;
+            Some((pid, Parent { label: pid.short(), manifest }))
+        }
+    };
+    let areas = match &a.changed_areas {
+        Some(f) => Some(AreaFile::open(f, capacity)?.iter()?),
+        None => None,
+    };
+    let index = context::open_index(g, &repo)?;
+    let progress = crate::output::progress(g);
+    let parent_id = parent.as_ref().map(|(id, _)| *id);
+    let job = DiskJob {
+        disk_name: a.disk.clone(),
+        source,
+        use_allocation: a.read_mode == ReadMode::Sparse,
+        areas,
+        parent: parent.map(|(_, p)| p),
+        chunk_size: repo.config().chunk_size,
+        change_id: a.change_id.clone(),
+        threads: g.threads,
+    };
+    let disk = backup::backup_disk(&repo, &index, job, progress.as_ref())?;
+    let info = GenerationInfo {
+        source_kind: SourceKind::Image,
+        source: a.disk.clone(),
+        parent: parent_id,
+        started,
+        utc_offset: context::utc_offset(),
+        metadata: vec![],
+    };
+    let (gid, _) = backup::commit_generation(&repo, info, std::slice::from_ref(&disk))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let s = &disk.manifest.stats;
+    if g.json {
+        println!(
+            "{}",
+            json!({
+                "generation": gid.to_hex(), "source": a.disk, "disk": a.disk,
+                "manifest": disk.manifest_id.to_hex(), "capacity": capacity,
+                "chunk_size": disk.manifest.chunk_size, "parent": parent_id.map(|p| p.to_hex()),
+                "data_slots": s.data_slots, "zero_slots": s.zero_slots, "reused_slots": s.reused_slots,
+                "read_bytes": s.read_bytes, "new_chunks": s.new_chunks, "new_plain_bytes": s.new_plain_bytes,
+                "new_stored_bytes": s.new_stored_bytes, "dedup_chunks": s.dedup_chunks,
+                "seconds": secs,
+            })
+        );
+    } else {
+        println!(
+            "generation {} of {}: {} disk, read {}, {} new chunks ({} stored), {} already stored, {} zero and {} unchanged slots, {:.1}s ({}/s)",
+            gid.short(),
+            a.disk,
+            size(capacity),
+            size(s.read_bytes),
+            s.new_chunks,
+            size(s.new_stored_bytes),
+            s.dedup_chunks,
+            s.zero_slots,
+            s.reused_slots,
+            secs,
+            size((capacity as f64 / secs.max(1e-6)) as u64)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Repository-level commands: `init`, `generations`, `stats`, `key`, `index`.
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use vmkeep_engine::repo::{InitOptions, Repository};
+use vmkeep_format::config::Encryption;
+use vmkeep_format::keyfile::KdfParams;
+
+use crate::output::{size, time};
+use crate::{context, Global};
+
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// Store data unencrypted (ids become plain BLAKE3; anyone with the files can read them).
+    #[arg(long)]
+    pub no_encryption: bool,
+    /// Chunk size for new disks: a power of two from 64K to 16M (suffixes K, M).
+    #[arg(long, default_value = "1M", value_parser = parse_size)]
+    pub chunk_size: u32,
+    /// zstd level (0 stores chunks uncompressed).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..=22))]
+    pub zstd_level: i32,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+}
+
+/// Argon2id costs for a new key slot.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KdfArgs {
+    /// Argon2id memory in KiB.
+    #[arg(long, default_value_t = 65536)]
+    pub kdf_memory_kib: u32,
+    /// Argon2id passes.
+    #[arg(long, default_value_t = 3)]
+    pub kdf_iterations: u32,
+}
+
+impl KdfArgs {
+    fn params(&self) -> KdfParams {
+        KdfParams { memory_kib: self.kdf_memory_kib, iterations: self.kdf_iterations, lanes: 1 }
+    }
+}
+
+/// Parses `1M`, `64K`, `65536`.
+pub fn parse_size(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let (num, mul) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        _ => (t, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    let v = n * mul;
+    vmkeep_format::manifest::check_chunk_size(u32::try_from(v).map_err(|_| "too large".to_string())?)
+        .map_err(|e| e.to_string())?;
+    Ok(v as u32)
+}
+
+fn label() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    format!("{user}@{}", vmkeep_engine::backup::hostname())
+}
+
+pub fn init(g: &Global, a: &InitArgs) -> anyhow::Result<()> {
+    let b = context::backend(g)?;
+    let enc = if a.no_encryption { Encryption::None } else { Encryption::Aes256Gcm };
+    let pw = if a.no_encryption {
+        None
+    } else {
+        match crate::password::repository(g.password_file.as_deref(), true)? {
+            Some(p) => Some(p),
+            None => bail!(
+                "a password is needed to encrypt the repository: use --password-file, VMKEEP_PASSWORD, or a terminal"
+            ),
+        }
+    };
+    let o = InitOptions {
+        encryption: enc,
+        chunk_size: a.chunk_size,
+        zstd_level: a.zstd_level,
+        kdf: a.kdf.params(),
+        label: label(),
+    };
+    let repo = Repository::init(b, pw.as_deref(), &o)?;
+    if g.json {
+        println!(
+            "{}",
+            json!({"repository": repo.location(), "id": repo.config().id_hex(),
+                   "encrypted": !a.no_encryption, "chunk_size": a.chunk_size})
+        );
+    } else {
+        println!(
+            "created repository {} at {} ({}, chunk size {})",
+            repo.config().id_hex(),
+            repo.location(),
+            if a.no_encryption { "unencrypted" } else { "AES-256-GCM" },
+            size(a.chunk_size as u64)
+        );
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GenerationsArgs {
+    /// Only generations of this source (image or VM name).
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+pub fn generations(g: &Global, a: &GenerationsArgs) -> anyhow::Result<()> {
+    let repo = context::open_repo(g)?;
+    let gens: Vec<_> = repo
+        .generations()?
+        .into_iter()
+        .filter(|(_, x)| a.source.as_ref().is_none_or(|s| &x.source == s))
+        .collect();
+    if g.json {
+        let v: Vec<_> = gens
+            .iter()
+            .map(|(id, x)| {
+                json!({
+                    "id": id.to_hex(), "source": x.source, "host": x.hostname,
+                    "started": x.started, "finished": x.finished,
+                    "time": time(x.started, x.utc_offset),
+                    "parent": x.parent.map(|p| p.to_hex()),
+                    "disks": x.disks.iter().map(|d| json!({
+                        "name": d.name, "manifest": d.manifest.to_hex(), "capacity": d.capacity,
+                        "chunk_size": d.chunk_size, "data_bytes": d.data_bytes,
+                        "new_stored_bytes": d.new_stored_bytes})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(());
+    }
+    println!(
+        "{:<10} {:<25} {:<20} {:>5} {:>11} {:>11} {:>11}  parent",
+        "id", "time", "source", "disks", "capacity", "data", "added"
+    );
+    for (id, x) in &gens {
+        let cap: u64 = x.disks.iter().map(|d| d.capacity).sum();
+        let data: u64 = x.disks.iter().map(|d| d.data_bytes).sum();
+        let added: u64 = x.disks.iter().map(|d| d.new_stored_bytes).sum();
+        println!(
+            "{:<10} {:<25} {:<20} {:>5} {:>11} {:>11} {:>11}  {}",
+            id.short(),
+            time(x.started, x.utc_offset),
+            x.source,
+            x.disks.len(),
+            size(cap),
+            size(data),
+            size(added),
+            x.parent.map(|p| p.short()).unwrap_or_else(|| "-".into())
+        );
+    }
+    println!("{} generations", gens.len());
+    Ok(())
+}
+
+pub fn stats(g: &Global) -> anyhow::Result<()> {
+    let repo = context::open_repo(g)?;
+    let idx = context::open_index(g, &repo)?;
+    let s = vmkeep_engine::stats::repo_stats(&repo, &idx)?;
+    if g.json {
+        println!(
+            "{}",
+            json!({
+                "generations": s.generations, "logical_bytes": s.logical_bytes,
+                "data_bytes": s.data_bytes, "chunks": s.chunks, "unique_bytes": s.unique_bytes,
+                "stored_bytes": s.stored_bytes, "page_bytes": s.page_bytes,
+                "dedup_ratio": s.dedup_ratio, "compression_ratio": s.compression_ratio,
+            })
+        );
+    } else {
+        println!("generations:        {}", s.generations);
+        println!("logical size:       {} (disk capacities)", size(s.logical_bytes));
+        println!("data in generations:{:>1} {}", "", size(s.data_bytes));
+        println!("unique chunks:      {} ({})", s.chunks, size(s.unique_bytes));
+        println!("stored size:        {} (+ {} manifest pages)", size(s.stored_bytes), size(s.page_bytes));
+        println!("dedup ratio:        {:.2}x", s.dedup_ratio);
+        println!("compression ratio:  {:.2}x", s.compression_ratio);
+    }
+    Ok(())
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Add a password (a new key slot).
+    Add {
+        /// File holding the new password (else VMKEEP_NEW_PASSWORD, else a prompt).
+        #[arg(long, env = "VMKEEP_NEW_PASSWORD_FILE")]
+        new_password_file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// List key slots.
+    List,
+    /// Remove a key slot (not the last, not the one in use).
+    Remove {
+        /// Slot id as shown by `key list`.
+        id: String,
+    },
+}
+
+pub fn key(g: &Global, k: &KeyCmd) -> anyhow::Result<()> {
+    let repo = context::open_repo(g)?;
+    match k {
+        KeyCmd::Add { new_password_file, kdf } => {
+            let pw = match new_password_file {
+                Some(f) => crate::password::from_file(f)?,
+                None => match std::env::var("VMKEEP_NEW_PASSWORD").ok().filter(|p| !p.is_empty()) {
+                    Some(p) => p.into_bytes(),
+                    None => crate::password::prompt("new password", true)?
+                        .context("no new password: use --new-password-file or a terminal")?,
+                },
+            };
+            let id = repo.key_add(&pw, kdf.params(), label())?;
+            if g.json {
+                println!("{}", json!({"added": id}));
+            } else {
+                println!("added key slot {id}");
+            }
+        }
+        KeyCmd::List => {
+            let l = repo.key_list()?;
+            if g.json {
+                let v: Vec<_> = l
+                    .iter()
+                    .map(|(id, label, created, cur)| json!({"id": id, "label": label, "created": created, "current": cur}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(v));
+            } else {
+                for (id, label, created, cur) in l {
+                    println!("{} {id}  {}  {label}", if cur { "*" } else { " " }, time(created, 0));
+                }
+            }
+        }
+        KeyCmd::Remove { id } => {
+            repo.key_remove(id)?;
+            if g.json {
+                println!("{}", json!({"removed": id}));
+            } else {
+                println!("removed key slot {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum IndexCmd {
+    /// Recompute the local index from the repository's contents.
+    Rebuild,
+}
+
+pub fn index(g: &Global, i: &IndexCmd) -> anyhow::Result<()> {
+    let IndexCmd::Rebuild = i;
+    let repo = context::open_repo(g)?;
+    let p = context::index_path(g, &repo)?;
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let idx = vmkeep_engine::index::RocksIndex::open(&p, std::time::Duration::from_secs(60))
+        .or_else(|e| {
+            if e.to_string().contains("in use") {
+                return Err(e);
+            }
+            // Damaged beyond opening: start from an empty directory.
+            let _ = std::fs::remove_dir_all(&p);
+            vmkeep_engine::index::RocksIndex::open(&p, std::time::Duration::from_secs(60))
+        })?;
+    let r = vmkeep_engine::index::rebuild(&repo, &idx)?;
+    if g.json {
+        println!("{}", json!({"chunks": r.chunks, "pages": r.pages, "damaged": r.damaged}));
+    } else {
+        println!("index rebuilt: {} chunks, {} manifest pages", r.chunks, r.pages);
+        for d in &r.damaged {
+            println!("damaged (left out): {d}");
+        }
+    }
+    Ok(())
+}

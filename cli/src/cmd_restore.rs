@@ -1,0 +1,83 @@
+//! `vmkeep restore GEN`: one disk of a generation to a raw file, a block
+//! device, or a disk through VDDK.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use vmkeep_engine::restore::restore_disk;
+use vmkeep_engine::target::{DiskTarget, FileTarget};
+
+use crate::output::size;
+use crate::{context, vddk_cmd, Global};
+
+#[derive(clap::Args, Debug)]
+pub struct RestoreArgs {
+    /// Generation: id prefix (4+ hex digits), `latest`, or `latest:NAME`.
+    pub generation: String,
+    /// Raw image file or block device to write.
+    #[arg(long)]
+    pub to: Option<PathBuf>,
+    #[command(flatten)]
+    pub vddk: vddk_cmd::VddkDiskArgs,
+    /// Which disk of the generation (needed when it has several).
+    #[arg(long = "disk", id = "disk_name")]
+    pub disk: Option<String>,
+    /// Overwrite an existing target file.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let repo = context::open_repo(g)?;
+    let (gid, gen) = repo.resolve_generation(&a.generation)?;
+    let disk = match &a.disk {
+        Some(n) => gen.disks.iter().find(|d| &d.name == n).with_context(|| {
+            format!(
+                "generation {} has no disk named {n:?} (it has: {})",
+                gid.short(),
+                gen.disks.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        })?,
+        None if gen.disks.len() == 1 => &gen.disks[0],
+        None => bail!(
+            "generation {} has {} disks: choose one with --disk ({})",
+            gid.short(),
+            gen.disks.len(),
+            gen.disks.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let manifest = repo.load_manifest(&disk.manifest)?;
+    let mut target: Box<dyn DiskTarget> = match (&a.to, &a.vddk.disk) {
+        (Some(p), None) => Box::new(FileTarget::create(p, a.force)?),
+        (None, Some(_)) => vddk_cmd::open_target(&a.vddk, &g.vc, g.vddk_libdir.as_deref())?,
+        _ => bail!("give exactly one of --to PATH or --vddk-disk PATH"),
+    };
+    let progress = crate::output::progress(g);
+    let label = gid.short();
+    let st = restore_disk(&repo, &manifest, &label, target.as_mut(), g.threads, progress.as_ref())?;
+    let secs = t0.elapsed().as_secs_f64();
+    if g.json {
+        println!(
+            "{}",
+            json!({"generation": gid.to_hex(), "disk": disk.name, "target": target.describe(),
+                   "capacity": manifest.capacity, "data_bytes": st.data_bytes,
+                   "zero_bytes": st.zero_bytes, "chunks": st.chunks, "seconds": secs})
+        );
+    } else {
+        println!(
+            "restored generation {} disk {} to {}: {} ({} data, {} zeros) in {:.1}s ({}/s)",
+            label,
+            disk.name,
+            target.describe(),
+            size(manifest.capacity),
+            size(st.data_bytes),
+            size(st.zero_bytes),
+            secs,
+            size((manifest.capacity as f64 / secs.max(1e-6)) as u64)
+        );
+    }
+    Ok(())
+}

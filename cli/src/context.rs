@@ -1,0 +1,93 @@
+//! Opening what commands work on: the backend named by `--repo`, the
+//! repository unlocked with the password, and the local chunk index under
+//! the cache directory (`<cache>/<repository id>/index`).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use vmkeep_engine::backend::{Backend, LocalBackend};
+use vmkeep_engine::index::{self, RocksIndex};
+use vmkeep_engine::repo::Repository;
+
+use crate::Global;
+
+static UTC_OFFSET: AtomicI32 = AtomicI32::new(0);
+
+/// Records the local UTC offset (call while single-threaded).
+pub fn init_utc_offset() {
+    if let Ok(o) = time::UtcOffset::current_local_offset() {
+        UTC_OFFSET.store(o.whole_seconds(), Ordering::Relaxed);
+    }
+}
+
+/// The local UTC offset in seconds.
+pub fn utc_offset() -> i32 {
+    UTC_OFFSET.load(Ordering::Relaxed)
+}
+
+/// The backend for `--repo`.
+pub fn backend(g: &Global) -> anyhow::Result<Arc<dyn Backend>> {
+    let Some(r) = &g.repo else {
+        bail!("no repository given: use --repo PATH or set VMKEEP_REPOSITORY");
+    };
+    if r.contains("://") || r.starts_with("s3:") {
+        bail!("repository {r}: only local directories are supported by this version");
+    }
+    Ok(Arc::new(LocalBackend::new(PathBuf::from(r))))
+}
+
+/// Opens and unlocks the repository.
+pub fn open_repo(g: &Global) -> anyhow::Result<Repository> {
+    let b = backend(g)?;
+    let cfg = Repository::read_config(b.as_ref())?;
+    let pw = match cfg.encryption {
+        vmkeep_format::config::Encryption::None => None,
+        _ => crate::password::repository(g.password_file.as_deref(), false)?,
+    };
+    Ok(Repository::open(b, pw.as_deref())?)
+}
+
+/// The cache directory.
+pub fn cache_dir(g: &Global) -> anyhow::Result<PathBuf> {
+    if let Some(d) = &g.cache_dir {
+        return Ok(d.clone());
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("vmkeep"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".cache").join("vmkeep")),
+        None => bail!("no cache directory: set --cache-dir or VMKEEP_CACHE_DIR"),
+    }
+}
+
+/// Where the index of `repo` lives.
+pub fn index_path(g: &Global, repo: &Repository) -> anyhow::Result<PathBuf> {
+    Ok(cache_dir(g)?.join(repo.config().id_hex()).join("index"))
+}
+
+/// Opens the index of `repo`, rebuilding it when missing or damaged.
+pub fn open_index(g: &Global, repo: &Repository) -> anyhow::Result<RocksIndex> {
+    let p = index_path(g, repo)?;
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create cache directory {}", parent.display()))?;
+    }
+    let (idx, report) = index::open_for(repo, &p)?;
+    if let Some(r) = report {
+        if !g.quiet && !g.json {
+            eprintln!(
+                "vmkeep: rebuilt the index {} from the repository ({} chunks, {} pages)",
+                p.display(),
+                r.chunks,
+                r.pages
+            );
+        }
+        for d in &r.damaged {
+            eprintln!("vmkeep: warning: damaged object {d} was left out of the index");
+        }
+    }
+    Ok(idx)
+}

@@ -1,0 +1,92 @@
+//! Output helpers: progress bars on a terminal (quiet otherwise), human
+//! sizes and times, and logging to stderr.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use vmkeep_engine::progress::{NoProgress, Progress};
+
+use crate::Global;
+
+/// Sends `log` records to stderr (warnings and errors; more with RUST_LOG).
+pub fn init_logging() {
+    struct Stderr(log::LevelFilter);
+    impl log::Log for Stderr {
+        fn enabled(&self, m: &log::Metadata) -> bool {
+            m.level() <= self.0
+        }
+        fn log(&self, r: &log::Record) {
+            if self.enabled(r.metadata()) {
+                eprintln!("vmkeep: {}: {}", r.level().as_str().to_lowercase(), r.args());
+            }
+        }
+        fn flush(&self) {}
+    }
+    let level = match std::env::var("RUST_LOG").as_deref() {
+        Ok("debug") => log::LevelFilter::Debug,
+        Ok("info") => log::LevelFilter::Info,
+        Ok("trace") => log::LevelFilter::Trace,
+        _ => log::LevelFilter::Warn,
+    };
+    if log::set_boxed_logger(Box::new(Stderr(level))).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// A progress bar with throughput and ETA.
+pub struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn start(&self, label: &str, total: u64) {
+        self.0.set_length(total);
+        self.0.set_message(label.to_string());
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// A progress bar when stderr is a terminal and output is for humans.
+pub fn progress(g: &Global) -> Box<dyn Progress> {
+    if g.quiet || g.json || !std::io::stderr().is_terminal() {
+        return Box::new(NoProgress);
+    }
+    let pb = ProgressBar::new(0);
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    Box::new(Bar(pb))
+}
+
+/// Bytes in binary units.
+pub fn size(n: u64) -> String {
+    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < U.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.2} {}", U[i])
+    }
+}
+
+/// A Unix time as RFC 3339 in UTC shifted by `offset` seconds.
+pub fn time(t: i64, offset: i32) -> String {
+    let off = time::UtcOffset::from_whole_seconds(offset).unwrap_or(time::UtcOffset::UTC);
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .map(|d| d.to_offset(off))
+        .ok()
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| t.to_string())
+}

@@ -1,0 +1,43 @@
+//! Storage backends: flat namespaces of named objects (`chunks/ab/<id>`,
+//! `manifests/<id>`, `config`, ...). Paths use `/` and never start with it.
+//!
+//! Durability contract: a [`Durability::Deferred`] put is atomic (readers
+//! see the whole object or none) but may be lost in a crash until the next
+//! [`Backend::sync`]; an [`Durability::Immediate`] put is atomic and durable
+//! when it returns. Callers order their writes with these (SPEC.md §7).
+
+mod local;
+
+pub use local::LocalBackend;
+
+use crate::Result;
+
+/// How durable a put must be when it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Atomic; durable after the next [`Backend::sync`].
+    Deferred,
+    /// Atomic and durable on return.
+    Immediate,
+}
+
+/// A place that stores objects.
+pub trait Backend: Send + Sync {
+    /// Where it is, for messages.
+    fn location(&self) -> String;
+    /// The object's bytes, or `None` when it does not exist.
+    fn get(&self, path: &str) -> Result<Option<Vec<u8>>>;
+    /// Stores an object, replacing any existing one atomically.
+    fn put(&self, path: &str, data: &[u8], durability: Durability) -> Result<()>;
+    /// True when the object exists.
+    fn exists(&self, path: &str) -> Result<bool>;
+    /// Removes an object; removing a missing object is not an error.
+    fn delete(&self, path: &str) -> Result<()>;
+    /// Calls `f` with the path of every object under directory `dir`.
+    fn list(&self, dir: &str, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<()>;
+    /// Marks an object as used now (its modification time); `false` when
+    /// it does not exist. Garbage collection relies on it (SPEC.md §8).
+    fn touch(&self, path: &str) -> Result<bool>;
+    /// Makes every earlier [`Durability::Deferred`] put durable.
+    fn sync(&self) -> Result<()>;
+}

@@ -1,0 +1,638 @@
+//! The backup pipeline for one disk.
+//!
+//! The reader walks the disk's slots in order and decides, per slot:
+//! *read* it (a changed area touches it, or there is no area list), take
+//! the parent generation's entry without reading (*reuse*), or record
+//! *zero* (outside every area with no parent, or unallocated). Read slots go
+//! to the workers, which detect all-zero data before hashing, hash (keyed
+//! BLAKE3), look the chunk up (index, then this run's pending set) and, for
+//! new chunks only, compress and encrypt. The single writer stores new
+//! chunks, re-orders entries by slot, fills manifest pages, and commits.
+//!
+//! Write order (SPEC.md §7): chunks and pages are put Deferred; the index
+//! learns of them only after `sync`; the manifest is put Immediate after a
+//! final `sync`. A crash at any point leaves no manifest naming a chunk
+//! that is not durable.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+use crossbeam_channel::bounded;
+use vmkeep_format::blob::BlobType;
+use vmkeep_format::generation::{DiskRef, Generation, SourceKind};
+use vmkeep_format::manifest::{self, Manifest, ManifestPage, ManifestStats, ENTRIES_PER_PAGE};
+use vmkeep_format::ObjectId;
+
+use crate::backend::Durability;
+use crate::index::{Index, IndexEntry};
+use crate::pipeline::{is_zero, Failure, Window};
+use crate::progress::Progress;
+use crate::repo::{object_path, Repository};
+use crate::source::{DiskSource, Extent};
+use crate::{Error, Result};
+
+/// How many new objects the writer stores between index commits.
+const COMMIT_EVERY: usize = 256;
+/// Slots per allocation query.
+const ALLOC_WINDOW_SLOTS: u64 = 256;
+
+/// Areas of the disk to read, sorted and non-overlapping.
+pub type AreaIter = Box<dyn Iterator<Item = Result<Extent>> + Send>;
+
+/// The parent generation of an incremental backup.
+pub struct Parent {
+    /// Names the parent in errors (generation id).
+    pub label: String,
+    pub manifest: Manifest,
+}
+
+/// One disk to back up.
+pub struct DiskJob {
+    pub disk_name: String,
+    pub source: Box<dyn DiskSource>,
+    /// Ask the source which ranges are allocated and record the rest as zero.
+    pub use_allocation: bool,
+    /// Only slots touched by these areas are read; the others come from the
+    /// parent, or are zero without a parent.
+    pub areas: Option<AreaIter>,
+    pub parent: Option<Parent>,
+    /// Chunk size of a new lineage (ignored with a parent: the parent's).
+    pub chunk_size: u32,
+    /// CBT change id to record.
+    pub change_id: String,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
+}
+
+/// The result of backing up one disk.
+#[derive(Clone, Debug)]
+pub struct DiskResult {
+    pub manifest_id: ObjectId,
+    pub manifest: Manifest,
+}
+
+impl DiskResult {
+    /// The generation's reference to this disk.
+    pub fn disk_ref(&self) -> DiskRef {
+        let m = &self.manifest;
+        DiskRef {
+            name: m.disk_name.clone(),
+            manifest: self.manifest_id,
+            capacity: m.capacity,
+            chunk_size: m.chunk_size,
+            data_bytes: data_bytes(m),
+            new_stored_bytes: m.stats.new_stored_bytes,
+        }
+    }
+}
+
+/// Bytes in data slots (an upper bound when the last slot is short).
+fn data_bytes(m: &Manifest) -> u64 {
+    (m.stats.data_slots * m.chunk_size as u64).min(m.capacity)
+}
+
+enum Work {
+    Read { seq: u64, buf: Vec<u8> },
+    Fixed { seq: u64, entries: Vec<ObjectId>, reused: bool },
+}
+
+enum Done {
+    Slot {
+        seq: u64,
+        slot_len: u64,
+        id: ObjectId,
+        new_blob: Option<(Vec<u8>, u32)>,
+        read: u64,
+    },
+    Fixed {
+        seq: u64,
+        entries: Vec<ObjectId>,
+        reused: bool,
+    },
+}
+
+impl Done {
+    fn seq(&self) -> u64 {
+        match self {
+            Done::Slot { seq, .. } | Done::Fixed { seq, .. } => *seq,
+        }
+    }
+}
+
+/// Walks the parent's manifest entries in slot order, one page at a time.
+struct ParentCursor<'a> {
+    repo: &'a Repository,
+    m: &'a Manifest,
+    page_no: Option<usize>,
+    page: Vec<ObjectId>,
+}
+
+impl ParentCursor<'_> {
+    fn entry(&mut self, slot: u64, label: &str) -> Result<ObjectId> {
+        let p = (slot / self.m.entries_per_page as u64) as usize;
+        if self.page_no != Some(p) {
+            let pid = self.m.pages[p];
+            let page = self.repo.load_page(&pid).map_err(|e| Error::Parent {
+                parent: label.to_string(),
+                msg: e.to_string(),
+            })?;
+            self.m.check_page(p, &page).map_err(|e| Error::Parent {
+                parent: label.to_string(),
+                msg: e.to_string(),
+            })?;
+            self.page = page.entries;
+            self.page_no = Some(p);
+        }
+        Ok(self.page[(slot % self.m.entries_per_page as u64) as usize])
+    }
+}
+
+/// Merges area extents into runs of slot numbers `[first, last]`.
+struct SlotRuns {
+    areas: AreaIter,
+    cs: u64,
+    pending: Option<(u64, u64)>,
+    done: bool,
+}
+
+impl SlotRuns {
+    /// The next run of slots to read, merging runs that touch.
+    fn next(&mut self) -> Result<Option<(u64, u64)>> {
+        let mut cur = self.pending.take();
+        while !self.done {
+            let Some(a) = self.areas.next() else {
+                self.done = true;
+                break;
+            };
+            let a = a?;
+            let r = (a.offset / self.cs, (a.end() - 1) / self.cs);
+            match cur {
+                None => cur = Some(r),
+                Some((s, e)) if r.0 <= e + 1 => cur = Some((s, e.max(r.1))),
+                Some(_) => {
+                    self.pending = Some(r);
+                    break;
+                }
+            }
+        }
+        Ok(cur)
+    }
+}
+
+struct Shared<'a> {
+    repo: &'a Repository,
+    index: &'a dyn Index,
+    failure: Failure,
+    window: Window,
+    /// Objects stored by this run but not yet in the index.
+    pending: Mutex<HashSet<(u8, ObjectId)>>,
+}
+
+/// Backs up one disk and stores its manifest (durably). The generation
+/// document is written by the caller ([`commit_generation`]).
+pub fn backup_disk(
+    repo: &Repository,
+    index: &dyn Index,
+    job: DiskJob,
+    progress: &dyn Progress,
+) -> Result<DiskResult> {
+    let DiskJob {
+        disk_name,
+        mut source,
+        use_allocation,
+        areas,
+        parent,
+        chunk_size,
+        change_id,
+        threads,
+    } = job;
+    let capacity = source.capacity();
+    let cs = match &parent {
+        Some(p) => {
+            if p.manifest.capacity != capacity {
+                return Err(Error::Parent {
+                    parent: p.label.clone(),
+                    msg: format!(
+                        "disk {} had {} bytes, {} has {} now: take a full backup (no --parent)",
+                        p.manifest.disk_name,
+                        p.manifest.capacity,
+                        source.describe(),
+                        capacity
+                    ),
+                });
+            }
+            p.manifest.chunk_size
+        }
+        None => chunk_size,
+    };
+    manifest::check_chunk_size(cs).map_err(|e| Error::Invalid(e.to_string()))?;
+    let threads = if threads == 0 { crate::pipeline::default_threads() } else { threads };
+    let slots = manifest::slot_count(capacity, cs);
+    let shared = Shared {
+        repo,
+        index,
+        failure: Failure::default(),
+        window: Window::new(threads * 4 + 4),
+        pending: Mutex::new(HashSet::new()),
+    };
+    progress.start(&source.describe(), capacity);
+    let (work_tx, work_rx) = bounded::<Work>(threads * 2);
+    let (done_tx, done_rx) = bounded::<Done>(threads * 2);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("vmkeep-worker-{i}"))
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start worker threads: {e}")))?;
+
+    let mut writer = Writer::new(&shared, capacity, cs);
+    std::thread::scope(|s| {
+        let sh = &shared;
+        let parent_ref = parent.as_ref();
+        s.spawn(move || {
+            sh.failure.guard(|| {
+                read_stage(sh, source.as_mut(), cs, slots, use_allocation, areas, parent_ref, work_tx)
+            })
+        });
+        let pool = &pool;
+        s.spawn(move || {
+            pool.scope(|ps| {
+                for _ in 0..threads {
+                    let rx = work_rx.clone();
+                    let tx = done_tx.clone();
+                    ps.spawn(move |_| sh.failure.guard(|| work_stage(sh, rx, tx)));
+                }
+            });
+        });
+        sh.failure.guard(|| writer.run(done_rx, slots, progress));
+    });
+    progress.finish();
+    if let Some(e) = shared.failure.take() {
+        return Err(e);
+    }
+    let m = writer.finish(disk_name, capacity, change_id)?;
+    Ok(m)
+}
+
+#[allow(clippy::too_many_arguments, unused_assignments)]
+fn read_stage(
+    sh: &Shared,
+    source: &mut dyn DiskSource,
+    cs: u32,
+    slots: u64,
+    use_allocation: bool,
+    areas: Option<AreaIter>,
+    parent: Option<&Parent>,
+    work_tx: crossbeam_channel::Sender<Work>,
+) -> Result<()> {
+    let cs64 = cs as u64;
+    let capacity = source.capacity();
+    let mut runs = areas.map(|a| SlotRuns {
+        areas: a,
+        cs: cs64,
+        pending: None,
+        done: false,
+    });
+    let mut run = match &mut runs {
+        Some(r) => r.next()?,
+        None => None,
+    };
+    let mut cursor = parent.map(|p| ParentCursor {
+        repo: sh.repo,
+        m: &p.manifest,
+        page_no: None,
+        page: Vec::new(),
+    });
+    // Allocation of the current window: (first slot, per-slot "has data").
+    let mut alloc: Option<(u64, Vec<bool>)> = None;
+    let mut seq = 0u64;
+    let mut fixed: Vec<ObjectId> = Vec::new();
+    let mut fixed_reused = false;
+
+    macro_rules! send {
+        ($w:expr) => {{
+            if !sh.window.acquire(&sh.failure) {
+                return Ok(());
+            }
+            if work_tx.send($w).is_err() {
+                return Ok(());
+            }
+            seq += 1;
+        }};
+    }
+    macro_rules! flush_fixed {
+        () => {
+            if !fixed.is_empty() {
+                let entries = std::mem::take(&mut fixed);
+                send!(Work::Fixed { seq, entries, reused: fixed_reused });
+            }
+        };
+    }
+
+    for slot in 0..slots {
+        if sh.failure.stopped() {
+            return Ok(());
+        }
+        // Is the slot in the read set?
+        let wanted = match &mut runs {
+            None => true,
+            Some(r) => {
+                while matches!(run, Some((_, last)) if last < slot) {
+                    run = r.next()?;
+                }
+                matches!(run, Some((first, _)) if first <= slot)
+            }
+        };
+        let entry: Option<(ObjectId, bool)> = if !wanted {
+            match &mut cursor {
+                Some(c) => Some((c.entry(slot, &parent.expect("cursor has parent").label)?, true)),
+                None => Some((ObjectId::ZERO, false)),
+            }
+        } else if use_allocation {
+            let fresh = !matches!(&alloc, Some((first, v)) if slot >= *first && slot < *first + v.len() as u64);
+            if fresh {
+                let n = ALLOC_WINDOW_SLOTS.min(slots - slot);
+                let start = slot * cs64;
+                let len = (n * cs64).min(capacity - start);
+                alloc = source.allocated(start, len)?.map(|ext| {
+                    let mut has = vec![false; n as usize];
+                    for e in ext {
+                        let a = (e.offset.max(start) - start) / cs64;
+                        let b = (e.end().min(start + len) - start).div_ceil(cs64);
+                        for h in has.iter_mut().take(b as usize).skip(a as usize) {
+                            *h = true;
+                        }
+                    }
+                    (slot, has)
+                });
+            }
+            match &alloc {
+                Some((first, has)) if !has[(slot - first) as usize] => Some((ObjectId::ZERO, false)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        match entry {
+            Some((id, reused)) => {
+                if !fixed.is_empty() && (fixed_reused != reused || fixed.len() >= ENTRIES_PER_PAGE as usize) {
+                    flush_fixed!();
+                }
+                fixed_reused = reused;
+                fixed.push(id);
+            }
+            None => {
+                flush_fixed!();
+                let off = slot * cs64;
+                let len = (capacity - off).min(cs64) as usize;
+                let mut buf = vec![0u8; len];
+                source.read_at(off, &mut buf)?;
+                send!(Work::Read { seq, buf });
+            }
+        }
+    }
+    flush_fixed!();
+    Ok(())
+}
+
+fn work_stage(
+    sh: &Shared,
+    rx: crossbeam_channel::Receiver<Work>,
+    tx: crossbeam_channel::Sender<Done>,
+) -> Result<()> {
+    let codec = sh.repo.codec();
+    for w in rx {
+        if sh.failure.stopped() {
+            return Ok(());
+        }
+        let done = match w {
+            Work::Fixed { seq, entries, reused } => Done::Fixed { seq, entries, reused },
+            Work::Read { seq, buf } => {
+                let read = buf.len() as u64;
+                if is_zero(&buf) {
+                    Done::Slot { seq, slot_len: read, id: ObjectId::ZERO, new_blob: None, read }
+                } else {
+                    let id = codec.id(&buf);
+                    let known = sh.pending.lock().expect("poisoned").contains(&(BlobType::Chunk as u8, id))
+                        || (sh.index.get(BlobType::Chunk, &id)?.is_some()
+                            // The touch both proves the chunk still exists
+                            // and tells garbage collection it is in use.
+                            && sh.repo.backend().touch(&object_path(BlobType::Chunk, &id))?);
+                    let new_blob = if known {
+                        None
+                    } else {
+                        Some((codec.encode(BlobType::Chunk, &id, &buf), buf.len() as u32))
+                    };
+                    Done::Slot { seq, slot_len: read, id, new_blob, read }
+                }
+            }
+        };
+        if tx.send(done).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+struct Writer<'a> {
+    sh: &'a Shared<'a>,
+    cs: u32,
+    capacity: u64,
+    page: Vec<ObjectId>,
+    pages: Vec<ObjectId>,
+    stats: ManifestStats,
+    uncommitted: Vec<(BlobType, ObjectId, IndexEntry)>,
+    next_slot: u64,
+}
+
+impl<'a> Writer<'a> {
+    fn new(sh: &'a Shared<'a>, capacity: u64, cs: u32) -> Self {
+        Writer {
+            sh,
+            cs,
+            capacity,
+            page: Vec::with_capacity(ENTRIES_PER_PAGE as usize),
+            pages: Vec::new(),
+            stats: ManifestStats::default(),
+            uncommitted: Vec::new(),
+            next_slot: 0,
+        }
+    }
+
+    fn run(&mut self, rx: crossbeam_channel::Receiver<Done>, slots: u64, progress: &dyn Progress) -> Result<()> {
+        let mut held: BTreeMap<u64, Done> = BTreeMap::new();
+        let mut next = 0u64;
+        for d in rx {
+            held.insert(d.seq(), d);
+            while let Some(d) = held.remove(&next) {
+                let covered = self.apply(d)?;
+                progress.advance(covered);
+                self.sh.window.release();
+                next += 1;
+            }
+            if self.sh.failure.stopped() {
+                return Ok(());
+            }
+        }
+        if !self.sh.failure.stopped() && self.next_slot != slots {
+            return Err(Error::Invalid(format!(
+                "internal error: backup produced {} of {slots} slots",
+                self.next_slot
+            )));
+        }
+        Ok(())
+    }
+
+    fn slot_len(&self, slot: u64) -> u64 {
+        (self.capacity - slot * self.cs as u64).min(self.cs as u64)
+    }
+
+    /// Applies one in-order result; returns the disk bytes it covered.
+    fn apply(&mut self, d: Done) -> Result<u64> {
+        match d {
+            Done::Fixed { entries, reused, .. } => {
+                let mut covered = 0;
+                for id in entries {
+                    covered += self.slot_len(self.next_slot);
+                    if reused {
+                        self.stats.reused_slots += 1;
+                    }
+                    self.push(id)?;
+                }
+                Ok(covered)
+            }
+            Done::Slot { slot_len, id, new_blob, read, .. } => {
+                self.stats.read_bytes += read;
+                if let Some((blob, plain_len)) = new_blob {
+                    self.store(BlobType::Chunk, id, &blob, plain_len)?;
+                } else if !id.is_zero() {
+                    self.stats.dedup_chunks += 1;
+                }
+                self.push(id)?;
+                Ok(slot_len)
+            }
+        }
+    }
+
+    fn push(&mut self, id: ObjectId) -> Result<()> {
+        if id.is_zero() {
+            self.stats.zero_slots += 1;
+        } else {
+            self.stats.data_slots += 1;
+        }
+        self.page.push(id);
+        self.next_slot += 1;
+        if self.page.len() == ENTRIES_PER_PAGE as usize {
+            self.flush_page()?;
+        }
+        Ok(())
+    }
+
+    fn flush_page(&mut self) -> Result<()> {
+        if self.page.is_empty() {
+            return Ok(());
+        }
+        let page = ManifestPage { entries: std::mem::take(&mut self.page) };
+        self.page.reserve(ENTRIES_PER_PAGE as usize);
+        let bytes = page.encode();
+        let codec = self.sh.repo.codec();
+        let id = codec.id(&bytes);
+        self.pages.push(id);
+        let blob = codec.encode(BlobType::ManifestPage, &id, &bytes);
+        self.store(BlobType::ManifestPage, id, &blob, bytes.len() as u32)
+    }
+
+    /// Stores a new object unless this run or the index already has it.
+    fn store(&mut self, ty: BlobType, id: ObjectId, blob: &[u8], plain_len: u32) -> Result<()> {
+        let key = (ty as u8, id);
+        let have = self.sh.pending.lock().expect("poisoned").contains(&key)
+            || (self.sh.index.get(ty, &id)?.is_some() && self.sh.repo.backend().touch(&object_path(ty, &id))?);
+        if have {
+            if ty == BlobType::Chunk {
+                self.stats.dedup_chunks += 1;
+            }
+            return Ok(());
+        }
+        self.sh.repo.backend().put(&object_path(ty, &id), blob, Durability::Deferred)?;
+        self.sh.pending.lock().expect("poisoned").insert(key);
+        if ty == BlobType::Chunk {
+            self.stats.new_chunks += 1;
+            self.stats.new_plain_bytes += plain_len as u64;
+            self.stats.new_stored_bytes += blob.len() as u64;
+        }
+        self.uncommitted.push((ty, id, IndexEntry { plain_len, stored_len: blob.len() as u32 }));
+        if self.uncommitted.len() >= COMMIT_EVERY {
+            self.commit_index()?;
+        }
+        Ok(())
+    }
+
+    /// Makes stored objects durable, then tells the index.
+    fn commit_index(&mut self) -> Result<()> {
+        if self.uncommitted.is_empty() {
+            return Ok(());
+        }
+        self.sh.repo.backend().sync()?;
+        self.sh.index.insert_batch(&self.uncommitted)?;
+        let mut p = self.sh.pending.lock().expect("poisoned");
+        for (t, id, _) in self.uncommitted.drain(..) {
+            p.remove(&(t as u8, id));
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, disk_name: String, capacity: u64, change_id: String) -> Result<DiskResult> {
+        self.flush_page()?;
+        self.commit_index()?;
+        let manifest = Manifest {
+            disk_name,
+            capacity,
+            chunk_size: self.cs,
+            entries_per_page: ENTRIES_PER_PAGE,
+            pages: self.pages,
+            stats: self.stats,
+            change_id,
+        };
+        let (manifest_id, _) =
+            self.sh.repo.put_object(BlobType::Manifest, &manifest.encode(), Durability::Immediate)?;
+        Ok(DiskResult { manifest_id, manifest })
+    }
+}
+
+/// What a generation records besides its disks.
+pub struct GenerationInfo {
+    pub source_kind: SourceKind,
+    pub source: String,
+    pub parent: Option<ObjectId>,
+    pub started: i64,
+    pub utc_offset: i32,
+    pub metadata: Vec<(String, Vec<u8>)>,
+}
+
+/// Writes the generation document for finished disks: the commit point.
+pub fn commit_generation(
+    repo: &Repository,
+    info: GenerationInfo,
+    disks: &[DiskResult],
+) -> Result<(ObjectId, Generation)> {
+    let g = Generation {
+        source_kind: info.source_kind,
+        source: info.source,
+        hostname: hostname(),
+        started: info.started,
+        finished: crate::repo::now_unix(),
+        utc_offset: info.utc_offset,
+        parent: info.parent,
+        disks: disks.iter().map(|d| d.disk_ref()).collect(),
+        metadata: info.metadata,
+        writer: format!("vmkeep {}", env!("CARGO_PKG_VERSION")),
+    };
+    let id = repo.commit_generation(&g)?;
+    Ok((id, g))
+}
+
+/// This host's name, for generation documents.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}

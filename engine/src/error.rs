@@ -1,0 +1,102 @@
+//! The engine's error type. Every variant names the thing at fault (a path,
+//! an object id, a generation, a source) so the CLI can print it as is.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+use vmkeep_format::FormatError;
+
+/// Result type of the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An engine failure.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("repository {0} does not exist")]
+    RepoMissing(String),
+    #[error("{0} is not a vmkeep repository (no readable config file)")]
+    NotARepo(String),
+    #[error("repository {0} already exists")]
+    RepoExists(String),
+    #[error("repository {repo}: {source}")]
+    RepoFormat {
+        repo: String,
+        #[source]
+        source: FormatError,
+    },
+    #[error("wrong password for repository {0}")]
+    WrongPassword(String),
+    #[error("repository {0} is encrypted: a password is required")]
+    PasswordRequired(String),
+    #[error("{what} {id}: {source}")]
+    Object {
+        what: &'static str,
+        id: String,
+        #[source]
+        source: FormatError,
+    },
+    #[error("{what} {id} is missing from the repository")]
+    ObjectMissing { what: &'static str, id: String },
+    #[error("storage {path}: {source}")]
+    Storage {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("storage {path}: no space left on device")]
+    StorageFull { path: String },
+    #[error("index {path}: {msg}")]
+    Index { path: PathBuf, msg: String },
+    #[error("generation {0} not found")]
+    GenerationNotFound(String),
+    #[error("generation prefix {prefix} is ambiguous: matches {matches}")]
+    GenerationAmbiguous { prefix: String, matches: String },
+    #[error("source {source_name}: {msg}")]
+    SourceInvalid { source_name: String, msg: String },
+    #[error("source {source_name} at offset {offset}: {error}")]
+    SourceRead {
+        source_name: String,
+        offset: u64,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("target {target}: {msg}")]
+    TargetInvalid { target: String, msg: String },
+    #[error("target {target} at offset {offset}: {error}")]
+    TargetWrite {
+        target: String,
+        offset: u64,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("changed-areas {file}: {msg}")]
+    Areas { file: String, msg: String },
+    #[error("parent generation {parent}: {msg}")]
+    Parent { parent: String, msg: String },
+    #[error("generation {generation}, disk {disk}, slot {slot}: chunk {chunk}: {msg}")]
+    ChunkBad {
+        generation: String,
+        disk: String,
+        slot: u64,
+        chunk: String,
+        msg: String,
+    },
+    #[error("{0}")]
+    Vddk(#[from] crate::vddk::VddkError),
+    #[error("interrupted")]
+    Interrupted,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// A storage error for `path`, with ENOSPC mapped to [`Error::StorageFull`].
+    pub fn storage(path: impl Into<String>, e: std::io::Error) -> Self {
+        let path = path.into();
+        if e.raw_os_error() == Some(28) {
+            Error::StorageFull { path }
+        } else {
+            Error::Storage { path, source: e }
+        }
+    }
+}

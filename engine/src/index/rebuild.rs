@@ -1,0 +1,106 @@
+//! Index recovery. [`open_for`] opens the index of a repository and
+//! rebuilds it when it is missing, describes another repository, was left
+//! half-built, or cannot be opened because it is damaged (the damaged
+//! directory is moved aside, never deleted). [`rebuild`] recomputes every
+//! entry from the repository's `chunks/` and `pages/`, checking each
+//! object's stored-bytes checksum so a damaged file is never indexed.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rayon::prelude::*;
+use vmkeep_format::blob::{self, BlobType};
+
+use super::{Index, IndexEntry, RocksIndex, META_REPO, META_STATE};
+use crate::repo::{id_from_path, object_dir, Repository};
+use crate::{Error, Result};
+
+/// What a rebuild found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub chunks: u64,
+    pub pages: u64,
+    /// Objects skipped because their bytes are damaged (paths).
+    pub damaged: Vec<String>,
+}
+
+/// Recomputes the index from the repository.
+pub fn rebuild(repo: &Repository, index: &dyn Index) -> Result<RebuildReport> {
+    index.clear()?;
+    index.meta_put(META_REPO, repo.config().id_hex().as_bytes())?;
+    index.meta_put(META_STATE, b"rebuilding")?;
+    let mut report = RebuildReport::default();
+    for ty in [BlobType::Chunk, BlobType::ManifestPage] {
+        let mut paths = Vec::new();
+        repo.backend().list(object_dir(ty), &mut |p| {
+            paths.push(p.to_string());
+            Ok(())
+        })?;
+        let damaged = Mutex::new(Vec::new());
+        for batch in paths.chunks(512) {
+            let entries: Vec<_> = batch
+                .par_iter()
+                .filter_map(|p| {
+                    let id = id_from_path(p)?;
+                    let res = repo.backend().get(p).map(|raw| {
+                        raw.and_then(|raw| match blob::check(&raw) {
+                            Ok(h) if h.ty == ty => Some((raw.len(), h.plain_len)),
+                            _ => None,
+                        })
+                    });
+                    match res {
+                        Ok(Some((stored, plain))) => Some(Ok((
+                            ty,
+                            id,
+                            IndexEntry {
+                                plain_len: plain as u32,
+                                stored_len: stored as u32,
+                            },
+                        ))),
+                        Ok(None) => {
+                            damaged.lock().expect("poisoned").push(p.clone());
+                            None
+                        }
+                        Err(e) => Some(Err(e)),
+                    }
+                })
+                .collect::<Result<_>>()?;
+            index.insert_batch(&entries)?;
+            match ty {
+                BlobType::Chunk => report.chunks += entries.len() as u64,
+                _ => report.pages += entries.len() as u64,
+            }
+        }
+        report.damaged.extend(damaged.into_inner().expect("poisoned"));
+    }
+    index.meta_put(META_STATE, b"complete")?;
+    Ok(report)
+}
+
+/// Opens the RocksDB index at `path` for `repo`, rebuilding it when needed.
+/// Returns the index and the rebuild report when a rebuild ran.
+pub fn open_for(repo: &Repository, path: &Path) -> Result<(RocksIndex, Option<RebuildReport>)> {
+    let existed = path.exists();
+    let idx = match RocksIndex::open(path, Duration::from_secs(60)) {
+        Ok(i) => i,
+        Err(Error::Index { msg, .. }) if existed && !msg.contains("in use") => {
+            // Damaged: keep it for inspection, start afresh.
+            let aside = path.with_extension(format!("damaged-{}", crate::repo::now_unix()));
+            std::fs::rename(path, &aside).map_err(|e| Error::Index {
+                path: path.to_path_buf(),
+                msg: format!("damaged ({msg}) and cannot be moved aside: {e}"),
+            })?;
+            log::warn!("index {} was damaged ({msg}); moved to {}", path.display(), aside.display());
+            RocksIndex::open(path, Duration::from_secs(60))?
+        }
+        Err(e) => return Err(e),
+    };
+    let repo_ok = idx.meta_get(META_REPO)?.as_deref() == Some(repo.config().id_hex().as_bytes());
+    let complete = idx.meta_get(META_STATE)?.as_deref() == Some(&b"complete"[..]);
+    if repo_ok && complete {
+        return Ok((idx, None));
+    }
+    let report = rebuild(repo, &idx)?;
+    Ok((idx, Some(report)))
+}

@@ -1,0 +1,25 @@
+//! The vmkeep engine: the repository on a storage backend, the RocksDB
+//! chunk index, and the backup and restore pipelines between disk sources,
+//! disk targets and the repository.
+//!
+//! Nouns: a [`backend::Backend`] stores named objects; a [`repo::Repository`]
+//! is a backend plus its config and keys; an [`index::Index`] answers "is
+//! this chunk stored?" and is always rebuildable from the repository; a
+//! [`source::DiskSource`] is what a backup reads and a
+//! [`target::DiskTarget`] what a restore writes.
+
+pub mod areas;
+pub mod backend;
+pub mod backup;
+pub mod error;
+pub mod index;
+pub mod pipeline;
+pub mod progress;
+pub mod repo;
+pub mod restore;
+pub mod source;
+pub mod stats;
+pub mod target;
+pub mod vddk;
+
+pub use error::{Error, Result};

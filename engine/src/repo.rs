@@ -1,0 +1,369 @@
+//! The repository: a backend plus its parsed `config` and unlocked keys.
+//!
+//! Layout (SPEC.md §2): `config`, `keys/<slot>`, `chunks/<2 hex>/<id>`,
+//! `pages/<2 hex>/<id>`, `manifests/<id>`, `generations/<id>`. `config` is
+//! written last by `init`, so a directory without it is not a repository.
+//! Invariant: every object read through [`Repository`] has had its
+//! checksum, authentication tag and id verified before it is returned.
+
+use std::sync::Arc;
+
+use vmkeep_format::blob::{BlobType, Codec};
+use vmkeep_format::config::{Encryption, RepoConfig};
+use vmkeep_format::generation::Generation;
+use vmkeep_format::keyfile::{KdfParams, KeySlot};
+use vmkeep_format::manifest::{Manifest, ManifestPage};
+use vmkeep_format::{FormatError, MasterKey, ObjectId};
+
+use crate::backend::{Backend, Durability};
+use crate::{Error, Result};
+
+/// Options for `init`.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub encryption: Encryption,
+    pub chunk_size: u32,
+    pub zstd_level: i32,
+    pub kdf: KdfParams,
+    pub label: String,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            encryption: Encryption::Aes256Gcm,
+            chunk_size: vmkeep_format::manifest::DEFAULT_CHUNK_SIZE,
+            zstd_level: 1,
+            kdf: KdfParams::default(),
+            label: String::new(),
+        }
+    }
+}
+
+/// An open repository.
+pub struct Repository {
+    backend: Arc<dyn Backend>,
+    config: RepoConfig,
+    codec: Codec,
+    key: Option<MasterKey>,
+    /// The key slot that opened it.
+    slot: Option<String>,
+}
+
+/// Path of an object of type `ty` with id `id`.
+pub fn object_path(ty: BlobType, id: &ObjectId) -> String {
+    let h = id.to_hex();
+    match ty {
+        BlobType::Chunk => format!("chunks/{}/{}", &h[..2], h),
+        BlobType::ManifestPage => format!("pages/{}/{}", &h[..2], h),
+        BlobType::Manifest => format!("manifests/{h}"),
+        BlobType::Generation => format!("generations/{h}"),
+    }
+}
+
+/// Directory holding objects of type `ty`.
+pub fn object_dir(ty: BlobType) -> &'static str {
+    match ty {
+        BlobType::Chunk => "chunks",
+        BlobType::ManifestPage => "pages",
+        BlobType::Manifest => "manifests",
+        BlobType::Generation => "generations",
+    }
+}
+
+/// The id in an object path (its last component), if well formed.
+pub fn id_from_path(path: &str) -> Option<ObjectId> {
+    ObjectId::from_hex(path.rsplit('/').next()?).ok()
+}
+
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Repository {
+    /// The current time, Unix seconds.
+    pub fn now() -> i64 {
+        now_unix()
+    }
+
+    /// Creates a repository. Refuses a location that already holds one or
+    /// holds anything at all.
+    pub fn init(backend: Arc<dyn Backend>, password: Option<&[u8]>, o: &InitOptions) -> Result<Self> {
+        let loc = backend.location();
+        if backend.exists("config")? {
+            return Err(Error::RepoExists(loc));
+        }
+        let mut nonempty = false;
+        backend.list("", &mut |_| {
+            nonempty = true;
+            Ok(())
+        })?;
+        if nonempty {
+            return Err(Error::Invalid(format!(
+                "{loc} is not empty: choose a new or empty directory for the repository"
+            )));
+        }
+        vmkeep_format::manifest::check_chunk_size(o.chunk_size)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut id = [0u8; 16];
+        getrandom::getrandom(&mut id).expect("operating system random source failed");
+        let config = RepoConfig {
+            id,
+            created: now_unix(),
+            encryption: o.encryption,
+            chunk_size: o.chunk_size,
+            zstd_level: o.zstd_level,
+        };
+        let (codec, key, slot) = match o.encryption {
+            Encryption::Aes256Gcm => {
+                let pw = password.ok_or_else(|| Error::PasswordRequired(loc.clone()))?;
+                let key = MasterKey::generate();
+                let slot = KeySlot::create(&key, pw, &id, o.kdf, o.label.clone(), now_unix())
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                backend.put(&format!("keys/{}", slot.id_hex()), &slot.encode(), Durability::Immediate)?;
+                (Codec::encrypted(&key, o.zstd_level), Some(key), Some(slot.id_hex()))
+            }
+            Encryption::None => (Codec::plain(o.zstd_level), None, None),
+        };
+        backend.put("config", &config.encode(), Durability::Immediate)?;
+        Ok(Repository {
+            backend,
+            config,
+            codec,
+            key,
+            slot,
+        })
+    }
+
+    /// Reads and checks the config only (no key needed).
+    pub fn read_config(backend: &dyn Backend) -> Result<RepoConfig> {
+        let loc = backend.location();
+        let raw = backend.get("config")?.ok_or_else(|| {
+            // Distinguish "nothing there" from "something else there".
+            let mut any = false;
+            let _ = backend.list("", &mut |_| {
+                any = true;
+                Ok(())
+            });
+            if any {
+                Error::NotARepo(loc.clone())
+            } else {
+                Error::RepoMissing(loc.clone())
+            }
+        })?;
+        RepoConfig::decode(&raw).map_err(|e| match e {
+            FormatError::BadMagic { .. } => Error::NotARepo(loc.clone()),
+            source => Error::RepoFormat { repo: loc.clone(), source },
+        })
+    }
+
+    /// Opens a repository, unlocking it with `password` when encrypted.
+    pub fn open(backend: Arc<dyn Backend>, password: Option<&[u8]>) -> Result<Self> {
+        let loc = backend.location();
+        let config = Self::read_config(backend.as_ref())?;
+        match config.encryption {
+            Encryption::None => Ok(Repository {
+                codec: Codec::plain(config.zstd_level),
+                backend,
+                config,
+                key: None,
+                slot: None,
+            }),
+            Encryption::Aes256Gcm => {
+                let pw = password.ok_or_else(|| Error::PasswordRequired(loc.clone()))?;
+                for (name, slot) in Self::slots(backend.as_ref(), &loc)? {
+                    match slot.open(pw, &config.id) {
+                        Ok(key) => {
+                            return Ok(Repository {
+                                codec: Codec::encrypted(&key, config.zstd_level),
+                                backend,
+                                config,
+                                key: Some(key),
+                                slot: Some(name),
+                            })
+                        }
+                        Err(FormatError::WrongPassword) => continue,
+                        Err(e) => return Err(Error::Invalid(format!("key slot {name}: {e}"))),
+                    }
+                }
+                Err(Error::WrongPassword(loc))
+            }
+        }
+    }
+
+    fn slots(backend: &dyn Backend, loc: &str) -> Result<Vec<(String, KeySlot)>> {
+        let mut paths = Vec::new();
+        backend.list("keys", &mut |p| {
+            paths.push(p.to_string());
+            Ok(())
+        })?;
+        let mut out = Vec::new();
+        for p in paths {
+            let name = p.rsplit('/').next().unwrap_or(&p).to_string();
+            let Some(raw) = backend.get(&p)? else { continue };
+            let slot = KeySlot::decode(&raw).map_err(|source| Error::RepoFormat {
+                repo: format!("{loc} ({p})"),
+                source,
+            })?;
+            out.push((name, slot));
+        }
+        if out.is_empty() {
+            return Err(Error::Invalid(format!("repository {loc} has no key slots in keys/")));
+        }
+        Ok(out)
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    /// Key slots: (slot id, label, created, is the slot that opened it).
+    pub fn key_list(&self) -> Result<Vec<(String, String, i64, bool)>> {
+        Ok(Self::slots(self.backend.as_ref(), &self.location())?
+            .into_iter()
+            .map(|(n, s)| {
+                let cur = self.slot.as_deref() == Some(n.as_str());
+                (n, s.label, s.created, cur)
+            })
+            .collect())
+    }
+
+    /// Adds a key slot for `password`; returns its id.
+    pub fn key_add(&self, password: &[u8], kdf: KdfParams, label: String) -> Result<String> {
+        let key = self.key.as_ref().ok_or_else(|| {
+            Error::Invalid(format!("repository {} is not encrypted: it has no keys", self.location()))
+        })?;
+        let slot = KeySlot::create(key, password, &self.config.id, kdf, label, now_unix())
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        self.backend
+            .put(&format!("keys/{}", slot.id_hex()), &slot.encode(), Durability::Immediate)?;
+        Ok(slot.id_hex())
+    }
+
+    /// Removes a key slot; refuses the last one and the one in use.
+    pub fn key_remove(&self, id: &str) -> Result<()> {
+        let slots = Self::slots(self.backend.as_ref(), &self.location())?;
+        if !slots.iter().any(|(n, _)| n == id) {
+            return Err(Error::Invalid(format!("no key slot {id} in {}", self.location())));
+        }
+        if self.slot.as_deref() == Some(id) {
+            return Err(Error::Invalid(format!(
+                "key slot {id} is the one this command unlocked with; open with another password to remove it"
+            )));
+        }
+        if slots.len() == 1 {
+            return Err(Error::Invalid("refusing to remove the last key slot".into()));
+        }
+        self.backend.delete(&format!("keys/{id}"))
+    }
+
+    /// Encodes and stores a blob; returns its id and stored length.
+    pub fn put_object(&self, ty: BlobType, plaintext: &[u8], d: Durability) -> Result<(ObjectId, usize)> {
+        let id = self.codec.id(plaintext);
+        let blob = self.codec.encode(ty, &id, plaintext);
+        self.backend.put(&object_path(ty, &id), &blob, d)?;
+        Ok((id, blob.len()))
+    }
+
+    /// Reads, verifies and decodes an object.
+    pub fn get_object(&self, ty: BlobType, id: &ObjectId) -> Result<Vec<u8>> {
+        let what = ty.name();
+        let raw = self
+            .backend
+            .get(&object_path(ty, id))?
+            .ok_or_else(|| Error::ObjectMissing { what, id: id.to_hex() })?;
+        self.codec
+            .decode(ty, id, &raw)
+            .map_err(|source| Error::Object { what, id: id.to_hex(), source })
+    }
+
+    pub fn load_manifest(&self, id: &ObjectId) -> Result<Manifest> {
+        let b = self.get_object(BlobType::Manifest, id)?;
+        Manifest::decode(&b).map_err(|source| Error::Object { what: "manifest", id: id.to_hex(), source })
+    }
+
+    pub fn load_page(&self, id: &ObjectId) -> Result<ManifestPage> {
+        let b = self.get_object(BlobType::ManifestPage, id)?;
+        ManifestPage::decode(&b)
+            .map_err(|source| Error::Object { what: "manifest page", id: id.to_hex(), source })
+    }
+
+    pub fn load_generation(&self, id: &ObjectId) -> Result<Generation> {
+        let b = self.get_object(BlobType::Generation, id)?;
+        Generation::decode(&b)
+            .map_err(|source| Error::Object { what: "generation", id: id.to_hex(), source })
+    }
+
+    /// Stores a generation document durably; this commits the backup.
+    pub fn commit_generation(&self, g: &Generation) -> Result<ObjectId> {
+        Ok(self.put_object(BlobType::Generation, &g.encode(), Durability::Immediate)?.0)
+    }
+
+    /// Ids of every generation file (unsorted, unread).
+    pub fn generation_ids(&self) -> Result<Vec<ObjectId>> {
+        let mut ids = Vec::new();
+        self.backend.list("generations", &mut |p| {
+            if let Some(id) = id_from_path(p) {
+                ids.push(id);
+            }
+            Ok(())
+        })?;
+        Ok(ids)
+    }
+
+    /// Every generation, oldest first. A generation that cannot be read is
+    /// an error naming it.
+    pub fn generations(&self) -> Result<Vec<(ObjectId, Generation)>> {
+        let mut out = Vec::new();
+        for id in self.generation_ids()? {
+            out.push((id, self.load_generation(&id)?));
+        }
+        out.sort_by(|a, b| (a.1.started, a.1.finished, a.0).cmp(&(b.1.started, b.1.finished, b.0)));
+        Ok(out)
+    }
+
+    /// Resolves `spec`: a unique id prefix (at least 4 hex digits),
+    /// `latest`, or `latest:SOURCE` (the newest generation of a source).
+    pub fn resolve_generation(&self, spec: &str) -> Result<(ObjectId, Generation)> {
+        if spec == "latest" || spec.starts_with("latest:") {
+            let src = spec.strip_prefix("latest:");
+            return self
+                .generations()?
+                .into_iter()
+                .rev()
+                .find(|(_, g)| src.is_none_or(|s| g.source == s))
+                .ok_or_else(|| Error::GenerationNotFound(spec.to_string()));
+        }
+        let s = spec.to_ascii_lowercase();
+        if s.len() < 4 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::GenerationNotFound(format!(
+                "{spec} (give at least 4 hex digits of its id, `latest` or `latest:NAME`)"
+            )));
+        }
+        let matches: Vec<ObjectId> = self
+            .generation_ids()?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&s))
+            .collect();
+        match matches.len() {
+            0 => Err(Error::GenerationNotFound(spec.to_string())),
+            1 => Ok((matches[0], self.load_generation(&matches[0])?)),
+            _ => Err(Error::GenerationAmbiguous {
+                prefix: spec.to_string(),
+                matches: matches.iter().map(|m| m.short()).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The restore pipeline for one disk of a generation.
+//!
+//! The reader walks the manifest's pages in order (each page verified
+//! against the manifest), sends chunk slots to the workers and merges runs
+//! of zero slots; the workers fetch, verify (checksum, tag, and the chunk
+//! id recomputed from the plaintext) and decode chunks in parallel; the
+//! writer (calling thread) writes them to the target in slot order. A bad
+//! chunk stops the restore with the generation, disk, slot and chunk named.
+
+use std::collections::BTreeMap;
+
+use crossbeam_channel::bounded;
+use vmkeep_format::blob::BlobType;
+use vmkeep_format::manifest::Manifest;
+use vmkeep_format::ObjectId;
+
+use crate::pipeline::{Failure, Window};
+use crate::progress::Progress;
+use crate::repo::Repository;
+use crate::target::DiskTarget;
+use crate::{Error, Result};
+
+/// Counters of a finished restore.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RestoreStats {
+    pub data_bytes: u64,
+    pub zero_bytes: u64,
+    pub chunks: u64,
+}
+
+enum Work {
+    Chunk { seq: u64, slot: u64, id: ObjectId },
+    Zeros { seq: u64, offset: u64, len: u64 },
+}
+
+enum Done {
+    Data { seq: u64, offset: u64, data: Vec<u8> },
+    Zeros { seq: u64, offset: u64, len: u64 },
+}
+
+impl Done {
+    fn seq(&self) -> u64 {
+        match self {
+            Done::Data { seq, .. } | Done::Zeros { seq, .. } => *seq,
+        }
+    }
+}
+
+/// Restores the disk described by `manifest` (of generation `gen_label`)
+/// onto `target`.
+pub fn restore_disk(
+    repo: &Repository,
+    manifest: &Manifest,
+    gen_label: &str,
+    target: &mut dyn DiskTarget,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<RestoreStats> {
+    let threads = if threads == 0 { crate::pipeline::default_threads() } else { threads };
+    let failure = Failure::default();
+    let window = Window::new(threads * 4 + 4);
+    let (work_tx, work_rx) = bounded::<Work>(threads * 2);
+    let (done_tx, done_rx) = bounded::<Done>(threads * 2);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("vmkeep-restore-{i}"))
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start worker threads: {e}")))?;
+    target.prepare(manifest.capacity)?;
+    progress.start(&target.describe(), manifest.capacity);
+    let bad = |slot: u64, id: &ObjectId, msg: String| Error::ChunkBad {
+        generation: gen_label.to_string(),
+        disk: manifest.disk_name.clone(),
+        slot,
+        chunk: id.to_hex(),
+        msg,
+    };
+    let mut stats = RestoreStats::default();
+    std::thread::scope(|s| {
+        let (failure, window, bad) = (&failure, &window, &bad);
+        s.spawn(move || failure.guard(|| read_stage(repo, manifest, gen_label, failure, window, work_tx)));
+        let pool = &pool;
+        s.spawn(move || {
+            pool.scope(|ps| {
+                for _ in 0..threads {
+                    let rx = work_rx.clone();
+                    let tx = done_tx.clone();
+                    ps.spawn(move |_| {
+                        failure.guard(|| {
+                            for w in rx {
+                                if failure.stopped() {
+                                    return Ok(());
+                                }
+                                let d = match w {
+                                    Work::Zeros { seq, offset, len } => Done::Zeros { seq, offset, len },
+                                    Work::Chunk { seq, slot, id } => {
+                                        let data = repo
+                                            .get_object(BlobType::Chunk, &id)
+                                            .map_err(|e| bad(slot, &id, e.to_string()))?;
+                                        let want = manifest.slot_len(slot);
+                                        if data.len() as u64 != want {
+                                            return Err(bad(
+                                                slot,
+                                                &id,
+                                                format!("holds {} bytes, the slot needs {want}", data.len()),
+                                            ));
+                                        }
+                                        Done::Data { seq, offset: slot * manifest.chunk_size as u64, data }
+                                    }
+                                };
+                                if tx.send(d).is_err() {
+                                    return Ok(());
+                                }
+                            }
+                            Ok(())
+                        })
+                    });
+                }
+            });
+        });
+        failure.guard(|| {
+            let mut held = BTreeMap::new();
+            let mut next = 0u64;
+            for d in done_rx {
+                held.insert(d.seq(), d);
+                while let Some(d) = held.remove(&next) {
+                    match d {
+                        Done::Data { offset, data, .. } => {
+                            target.write_at(offset, &data)?;
+                            stats.data_bytes += data.len() as u64;
+                            stats.chunks += 1;
+                            progress.advance(data.len() as u64);
+                        }
+                        Done::Zeros { offset, len, .. } => {
+                            target.write_zeros(offset, len)?;
+                            stats.zero_bytes += len;
+                            progress.advance(len);
+                        }
+                    }
+                    window.release();
+                    next += 1;
+                }
+                if failure.stopped() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        });
+    });
+    progress.finish();
+    if let Some(e) = failure.take() {
+        return Err(e);
+    }
+    if stats.data_bytes + stats.zero_bytes != manifest.capacity {
+        return Err(Error::Invalid(format!(
+            "internal error: restored {} of {} bytes",
+            stats.data_bytes + stats.zero_bytes,
+            manifest.capacity
+        )));
+    }
+    target.finish()?;
+    Ok(stats)
+}
+
+fn read_stage(
+    repo: &Repository,
+    m: &Manifest,
+    gen_label: &str,
+    failure: &Failure,
+    window: &Window,
+    tx: crossbeam_channel::Sender<Work>,
+) -> Result<()> {
+    let cs = m.chunk_size as u64;
+    let mut seq = 0u64;
+    let mut zero_run: Option<(u64, u64)> = None; // (offset, len)
+    let send = |w: Work, seq: &mut u64| -> bool {
+        if !window.acquire(failure) || tx.send(w).is_err() {
+            return false;
+        }
+        *seq += 1;
+        true
+    };
+    for (p, pid) in m.pages.iter().enumerate() {
+        let page = repo.load_page(pid).map_err(|e| Error::ChunkBad {
+            generation: gen_label.to_string(),
+            disk: m.disk_name.clone(),
+            slot: p as u64 * m.entries_per_page as u64,
+            chunk: pid.to_hex(),
+            msg: format!("manifest page {p}: {e}"),
+        })?;
+        m.check_page(p, &page).map_err(|e| Error::Object {
+            what: "manifest page",
+            id: pid.to_hex(),
+            source: e,
+        })?;
+        for (i, id) in page.entries.iter().enumerate() {
+            let slot = p as u64 * m.entries_per_page as u64 + i as u64;
+            let len = m.slot_len(slot);
+            if id.is_zero() {
+                zero_run = match zero_run {
+                    Some((o, l)) if l < 1024 * cs => Some((o, l + len)),
+                    Some((o, l)) => {
+                        if !send(Work::Zeros { seq, offset: o, len: l }, &mut seq) {
+                            return Ok(());
+                        }
+                        Some((slot * cs, len))
+                    }
+                    None => Some((slot * cs, len)),
+                };
+                continue;
+            }
+            if let Some((o, l)) = zero_run.take() {
+                if !send(Work::Zeros { seq, offset: o, len: l }, &mut seq) {
+                    return Ok(());
+                }
+            }
+            if !send(Work::Chunk { seq, slot, id: *id }, &mut seq) {
+                return Ok(());
+            }
+        }
+    }
+    if let Some((o, l)) = zero_run.take() {
+        send(Work::Zeros { seq, offset: o, len: l }, &mut seq);
+    }
+    Ok(())
+}
