@@ -62,17 +62,25 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
     let parent = match &a.parent {
         None => None,
         Some(spec) => {
-            let (pid, pg) = repo.resolve_generation(spec).map_err(|e| {
-                anyhow::anyhow!("parent generation {spec}: {e}")
-            })?;
-            let d = pg.disks.iter().find(|d| d.name == a.disk).with_context(|| {
-                format!(
-                    "parent generation {}: it has no disk named {:?} (it has: {})",
-                    pid.short(),
-                    a.disk,
-                    pg.disks.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
-                )
-            })?;
+            let (pid, pg) = repo
+                .resolve_generation(spec)
+                .map_err(|e| anyhow::anyhow!("parent generation {spec}: {e}"))?;
+            let d = pg
+                .disks
+                .iter()
+                .find(|d| d.name == a.disk)
+                .with_context(|| {
+                    format!(
+                        "parent generation {}: it has no disk named {:?} (it has: {})",
+                        pid.short(),
+                        a.disk,
+                        pg.disks
+                            .iter()
+                            .map(|d| d.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
             if d.capacity != capacity {
                 bail!(
                     "parent generation {}: disk {:?} had {} bytes, {} has {capacity}: the disk changed size, take a full backup (no --parent)",
@@ -83,7 +91,13 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
                 );
             }
             let manifest = repo.load_manifest(&d.manifest)?;
-            Some((pid, Parent { label: pid.short(), manifest }))
+            Some((
+                pid,
+                Parent {
+                    label: pid.short(),
+                    manifest,
+                },
+            ))
         }
     };
     let areas = match &a.changed_areas {

@@ -37,7 +37,11 @@ pub struct KdfArgs {
 
 impl KdfArgs {
     fn params(&self) -> KdfParams {
-        KdfParams { memory_kib: self.kdf_memory_kib, iterations: self.kdf_iterations, lanes: 1 }
+        KdfParams {
+            memory_kib: self.kdf_memory_kib,
+            iterations: self.kdf_iterations,
+            lanes: 1,
+        }
     }
 }
 
@@ -51,8 +55,10 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
     };
     let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
     let v = n * mul;
-    vmkeep_format::manifest::check_chunk_size(u32::try_from(v).map_err(|_| "too large".to_string())?)
-        .map_err(|e| e.to_string())?;
+    vmkeep_format::manifest::check_chunk_size(
+        u32::try_from(v).map_err(|_| "too large".to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
     Ok(v as u32)
 }
 
@@ -63,7 +69,11 @@ fn label() -> String {
 
 pub fn init(g: &Global, a: &InitArgs) -> anyhow::Result<()> {
     let b = context::backend(g)?;
-    let enc = if a.no_encryption { Encryption::None } else { Encryption::Aes256Gcm };
+    let enc = if a.no_encryption {
+        Encryption::None
+    } else {
+        Encryption::Aes256Gcm
+    };
     let pw = if a.no_encryption {
         None
     } else {
@@ -93,7 +103,11 @@ pub fn init(g: &Global, a: &InitArgs) -> anyhow::Result<()> {
             "created repository {} at {} ({}, chunk size {})",
             repo.config().id_hex(),
             repo.location(),
-            if a.no_encryption { "unencrypted" } else { "AES-256-GCM" },
+            if a.no_encryption {
+                "unencrypted"
+            } else {
+                "AES-256-GCM"
+            },
             size(a.chunk_size as u64)
         );
     }
@@ -173,10 +187,21 @@ pub fn stats(g: &Global) -> anyhow::Result<()> {
         );
     } else {
         println!("generations:        {}", s.generations);
-        println!("logical size:       {} (disk capacities)", size(s.logical_bytes));
+        println!(
+            "logical size:       {} (disk capacities)",
+            size(s.logical_bytes)
+        );
         println!("data in generations:{:>1} {}", "", size(s.data_bytes));
-        println!("unique chunks:      {} ({})", s.chunks, size(s.unique_bytes));
-        println!("stored size:        {} (+ {} manifest pages)", size(s.stored_bytes), size(s.page_bytes));
+        println!(
+            "unique chunks:      {} ({})",
+            s.chunks,
+            size(s.unique_bytes)
+        );
+        println!(
+            "stored size:        {} (+ {} manifest pages)",
+            size(s.stored_bytes),
+            size(s.page_bytes)
+        );
         println!("dedup ratio:        {:.2}x", s.dedup_ratio);
         println!("compression ratio:  {:.2}x", s.compression_ratio);
     }
@@ -205,10 +230,16 @@ pub enum KeyCmd {
 pub fn key(g: &Global, k: &KeyCmd) -> anyhow::Result<()> {
     let repo = context::open_repo(g)?;
     match k {
-        KeyCmd::Add { new_password_file, kdf } => {
+        KeyCmd::Add {
+            new_password_file,
+            kdf,
+        } => {
             let pw = match new_password_file {
                 Some(f) => crate::password::from_file(f)?,
-                None => match std::env::var("VMKEEP_NEW_PASSWORD").ok().filter(|p| !p.is_empty()) {
+                None => match std::env::var("VMKEEP_NEW_PASSWORD")
+                    .ok()
+                    .filter(|p| !p.is_empty())
+                {
                     Some(p) => p.into_bytes(),
                     None => crate::password::prompt("new password", true)?
                         .context("no new password: use --new-password-file or a terminal")?,
@@ -231,7 +262,11 @@ pub fn key(g: &Global, k: &KeyCmd) -> anyhow::Result<()> {
                 println!("{}", serde_json::Value::Array(v));
             } else {
                 for (id, label, created, cur) in l {
-                    println!("{} {id}  {}  {label}", if cur { "*" } else { " " }, time(created, 0));
+                    println!(
+                        "{} {id}  {}  {label}",
+                        if cur { "*" } else { " " },
+                        time(created, 0)
+                    );
                 }
             }
         }
@@ -271,9 +306,15 @@ pub fn index(g: &Global, i: &IndexCmd) -> anyhow::Result<()> {
         })?;
     let r = vmkeep_engine::index::rebuild(&repo, &idx)?;
     if g.json {
-        println!("{}", json!({"chunks": r.chunks, "pages": r.pages, "damaged": r.damaged}));
+        println!(
+            "{}",
+            json!({"chunks": r.chunks, "pages": r.pages, "damaged": r.damaged})
+        );
     } else {
-        println!("index rebuilt: {} chunks, {} manifest pages", r.chunks, r.pages);
+        println!(
+            "index rebuilt: {} chunks, {} manifest pages",
+            r.chunks, r.pages
+        );
         for d in &r.damaged {
             println!("damaged (left out): {d}");
         }

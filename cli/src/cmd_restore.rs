@@ -38,7 +38,11 @@ pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
             format!(
                 "generation {} has no disk named {n:?} (it has: {})",
                 gid.short(),
-                gen.disks.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+                gen.disks
+                    .iter()
+                    .map(|d| d.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })?,
         None if gen.disks.len() == 1 => &gen.disks[0],
@@ -46,7 +50,11 @@ pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
             "generation {} has {} disks: choose one with --disk ({})",
             gid.short(),
             gen.disks.len(),
-            gen.disks.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+            gen.disks
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let manifest = repo.load_manifest(&disk.manifest)?;
@@ -57,7 +65,14 @@ pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
     };
     let progress = crate::output::progress(g);
     let label = gid.short();
-    let st = restore_disk(&repo, &manifest, &label, target.as_mut(), g.threads, progress.as_ref())?;
+    let st = restore_disk(
+        &repo,
+        &manifest,
+        &label,
+        target.as_mut(),
+        g.threads,
+        progress.as_ref(),
+    )?;
     let secs = t0.elapsed().as_secs_f64();
     if g.json {
         println!(

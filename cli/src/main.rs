@@ -126,7 +126,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if json {
-                let v = serde_json::json!({ "error": format!("{e:#}"), "exit_code": exit_code(&e) });
+                let v =
+                    serde_json::json!({ "error": format!("{e:#}"), "exit_code": exit_code(&e) });
                 println!("{v}");
             }
             eprintln!("vmkeep: error: {e:#}");

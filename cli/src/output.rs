@@ -17,7 +17,11 @@ pub fn init_logging() {
         }
         fn log(&self, r: &log::Record) {
             if self.enabled(r.metadata()) {
-                eprintln!("vmkeep: {}: {}", r.level().as_str().to_lowercase(), r.args());
+                eprintln!(
+                    "vmkeep: {}: {}",
+                    r.level().as_str().to_lowercase(),
+                    r.args()
+                );
             }
         }
         fn flush(&self) {}
@@ -87,6 +91,9 @@ pub fn time(t: i64, offset: i32) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .map(|d| d.to_offset(off))
         .ok()
-        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| t.to_string())
 }

@@ -10,7 +10,8 @@ use anyhow::{bail, Context};
 
 /// Reads a password file, dropping one trailing newline.
 pub fn from_file(p: &Path) -> anyhow::Result<Vec<u8>> {
-    let mut b = std::fs::read(p).with_context(|| format!("cannot read password file {}", p.display()))?;
+    let mut b =
+        std::fs::read(p).with_context(|| format!("cannot read password file {}", p.display()))?;
     if b.last() == Some(&b'\n') {
         b.pop();
         if b.last() == Some(&b'\r') {
@@ -47,7 +48,8 @@ pub fn prompt(what: &str, confirm: bool) -> anyhow::Result<Option<Vec<u8>>> {
         bail!("empty {what}");
     }
     if confirm {
-        let again = rpassword::prompt_password(format!("{what} again: ")).context("cannot read the password")?;
+        let again = rpassword::prompt_password(format!("{what} again: "))
+            .context("cannot read the password")?;
         if again != p {
             bail!("the two passwords differ");
         }

@@ -10,10 +10,20 @@ pub struct VcArgs {
     #[arg(long = "vcenter", id = "vc_url", env = "VMKEEP_VC_URL", global = true)]
     pub url: Option<String>,
     /// vSphere user name.
-    #[arg(long = "vc-user", id = "vc_user", env = "VMKEEP_VC_USER", global = true)]
+    #[arg(
+        long = "vc-user",
+        id = "vc_user",
+        env = "VMKEEP_VC_USER",
+        global = true
+    )]
     pub user: Option<String>,
     /// File holding the vSphere password.
-    #[arg(long = "vc-password-file", id = "vc_password_file", env = "VMKEEP_VC_PASSWORD_FILE", global = true)]
+    #[arg(
+        long = "vc-password-file",
+        id = "vc_password_file",
+        env = "VMKEEP_VC_PASSWORD_FILE",
+        global = true
+    )]
     pub password_file: Option<PathBuf>,
     /// Skip TLS certificate verification (not recommended).
     #[arg(long, id = "vc_insecure", global = true)]

@@ -1,9 +1,18 @@
-//! `--vddk-disk` for `backup` and `restore` (filled by the VDDK issue).
+//! `--vddk-disk` for `backup` and `restore`: a disk read or written through
+//! VDDK (the library named by the global `--vddk-libdir`/`VDDK_LIBDIR`).
+//!
+//! Two forms: a local VMDK path (a hosted disk: VDDK's local connection, no
+//! server), or `"[datastore] vm/disk.vmdk"` on a vCenter/ESXi host, which
+//! needs `--vcenter`, `--vc-user`, `--vc-password-file`, `--vm-moref` and
+//! `--thumbprint` (the server certificate's SHA-1), and optionally
+//! `--snapshot-ref` and `--transport`.
 
 use std::path::Path;
 
+use anyhow::{bail, Context};
 use vmkeep_engine::source::DiskSource;
 use vmkeep_engine::target::DiskTarget;
+use vmkeep_engine::vddk::{ConnectSpec, VddkSource, VddkTarget};
 
 use crate::vcargs::VcArgs;
 
@@ -13,20 +22,144 @@ pub struct VddkDiskArgs {
     /// Disk to access through VDDK: a local .vmdk path, or "[datastore] vm/disk.vmdk" with --vcenter.
     #[arg(long = "vddk-disk")]
     pub disk: Option<String>,
+    /// Managed object reference of the VM owning the disk (vm-NN).
+    #[arg(long = "vm-moref")]
+    pub vm_moref: Option<String>,
+    /// SHA-1 thumbprint of the vCenter/ESXi certificate (AA:BB:...), required by VDDK.
+    #[arg(long)]
+    pub thumbprint: Option<String>,
+    /// Read the disk as of this snapshot (snapshot-NN).
+    #[arg(long = "snapshot-ref")]
+    pub snapshot_ref: Option<String>,
+    /// VDDK transport modes in order of preference, e.g. nbdssl:nbd, hotadd, san.
+    #[arg(long)]
+    pub transport: Option<String>,
 }
 
+/// The host (and port) part of a vCenter URL or a bare host name.
+fn server_of(url: &str) -> anyhow::Result<(String, u32)> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if authority.is_empty() {
+        bail!("--vcenter {url:?} names no host");
+    }
+    if let Some(v6) = authority.strip_prefix('[') {
+        let (host, rest) = v6.split_once(']').context("unclosed [ in --vcenter")?;
+        let port = rest.strip_prefix(':').map_or(Ok(0), str::parse)?;
+        return Ok((host.to_string(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) => Ok((h.to_string(), p.parse().context("bad port in --vcenter")?)),
+        None => Ok((authority.to_string(), 0)),
+    }
+}
+
+/// The connection spec and disk path these options describe.
+fn spec(a: &VddkDiskArgs, vc: &VcArgs) -> anyhow::Result<(ConnectSpec, String)> {
+    let Some(disk) = a.disk.clone() else {
+        bail!("--vddk-disk is required");
+    };
+    if !disk.starts_with('[') {
+        if !Path::new(&disk).is_absolute() {
+            let abs = std::env::current_dir()?.join(&disk);
+            return Ok((ConnectSpec::default(), abs.display().to_string()));
+        }
+        return Ok((ConnectSpec::default(), disk));
+    }
+    let url = vc
+        .url
+        .as_deref()
+        .context("a \"[datastore] path\" disk needs --vcenter")?;
+    let (server, port) = server_of(url)?;
+    let user = vc
+        .user
+        .clone()
+        .context("a remote VDDK disk needs --vc-user")?;
+    let pw_file = vc
+        .password_file
+        .as_ref()
+        .context("a remote VDDK disk needs --vc-password-file")?;
+    let password = std::fs::read_to_string(pw_file)
+        .with_context(|| format!("reading {}", pw_file.display()))?
+        .trim_end_matches(['\n', '\r'])
+        .to_string();
+    let spec = ConnectSpec {
+        server: Some(server),
+        port,
+        user: Some(user),
+        password: Some(password),
+        thumbprint: Some(
+            a.thumbprint
+                .clone()
+                .context("a remote VDDK disk needs --thumbprint")?,
+        ),
+        vm_moref: Some(
+            a.vm_moref
+                .clone()
+                .context("a remote VDDK disk needs --vm-moref")?,
+        ),
+        snapshot_ref: a.snapshot_ref.clone(),
+        transport: a.transport.clone(),
+        read_only: false,
+    };
+    Ok((spec, disk))
+}
+
+fn libdir(libdir: Option<&Path>) -> anyhow::Result<&Path> {
+    libdir.context(
+        "VDDK access needs --vddk-libdir (or VDDK_LIBDIR): the directory holding libvixDiskLib.so",
+    )
+}
+
+/// Opens the disk for reading.
 pub fn open_source(
-    _a: &VddkDiskArgs,
-    _vc: &VcArgs,
-    _libdir: Option<&Path>,
+    a: &VddkDiskArgs,
+    vc: &VcArgs,
+    libdir_opt: Option<&Path>,
 ) -> anyhow::Result<Box<dyn DiskSource>> {
-    anyhow::bail!("VDDK access is not built yet")
+    let dir = libdir(libdir_opt)?;
+    let (spec, path) = spec(a, vc)?;
+    let s = VddkSource::open(dir, &spec, &path)
+        .with_context(|| format!("opening {path} through VDDK"))?;
+    Ok(Box::new(s))
 }
 
+/// Opens the disk for writing (it must exist and be large enough).
 pub fn open_target(
-    _a: &VddkDiskArgs,
-    _vc: &VcArgs,
-    _libdir: Option<&Path>,
+    a: &VddkDiskArgs,
+    vc: &VcArgs,
+    libdir_opt: Option<&Path>,
 ) -> anyhow::Result<Box<dyn DiskTarget>> {
-    anyhow::bail!("VDDK access is not built yet")
+    let dir = libdir(libdir_opt)?;
+    let (spec, path) = spec(a, vc)?;
+    if spec.snapshot_ref.is_some() {
+        log::info!("writing {path}: --snapshot-ref is passed to VDDK; writes go to the disk named");
+    }
+    let t = VddkTarget::open(dir, &spec, &path)
+        .with_context(|| format!("opening {path} through VDDK"))?;
+    Ok(Box::new(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_of;
+
+    #[test]
+    fn server_of_urls() {
+        assert_eq!(
+            server_of("https://vc.example.com/sdk").unwrap(),
+            ("vc.example.com".into(), 0)
+        );
+        assert_eq!(
+            server_of("https://u@vc:8443/sdk").unwrap(),
+            ("vc".into(), 8443)
+        );
+        assert_eq!(server_of("esx1").unwrap(), ("esx1".into(), 0));
+        assert_eq!(
+            server_of("https://[::1]:443/sdk").unwrap(),
+            ("::1".into(), 443)
+        );
+        assert!(server_of("https:///sdk").is_err());
+    }
 }

@@ -117,7 +117,9 @@ impl AreaFile {
 
     /// The areas, read again from the file.
     pub fn iter(&self) -> Result<Box<dyn Iterator<Item = Result<Extent>> + Send>> {
-        Ok(Box::new(Self::lines(&self.path)?.map(|r| r.map(|(_, a)| a))))
+        Ok(Box::new(
+            Self::lines(&self.path)?.map(|r| r.map(|(_, a)| a)),
+        ))
     }
 }
 
@@ -152,7 +154,13 @@ mod tests {
         assert_eq!(a.count, 3);
         assert_eq!(a.bytes, 4096 + 100 + 65536);
         let v: Vec<_> = a.iter().unwrap().collect::<Result<_>>().unwrap();
-        assert_eq!(v[2], Extent { offset: 1048576, length: 65536 });
+        assert_eq!(
+            v[2],
+            Extent {
+                offset: 1048576,
+                length: 65536
+            }
+        );
     }
 
     #[test]

@@ -92,8 +92,15 @@ fn data_bytes(m: &Manifest) -> u64 {
 }
 
 enum Work {
-    Read { seq: u64, buf: Vec<u8> },
-    Fixed { seq: u64, entries: Vec<ObjectId>, reused: bool },
+    Read {
+        seq: u64,
+        buf: Vec<u8>,
+    },
+    Fixed {
+        seq: u64,
+        entries: Vec<ObjectId>,
+        reused: bool,
+    },
 }
 
 enum Done {
@@ -226,7 +233,11 @@ pub fn backup_disk(
         None => chunk_size,
     };
     manifest::check_chunk_size(cs).map_err(|e| Error::Invalid(e.to_string()))?;
-    let threads = if threads == 0 { crate::pipeline::default_threads() } else { threads };
+    let threads = if threads == 0 {
+        crate::pipeline::default_threads()
+    } else {
+        threads
+    };
     let slots = manifest::slot_count(capacity, cs);
     let shared = Shared {
         repo,
@@ -250,7 +261,16 @@ pub fn backup_disk(
         let parent_ref = parent.as_ref();
         s.spawn(move || {
             sh.failure.guard(|| {
-                read_stage(sh, source.as_mut(), cs, slots, use_allocation, areas, parent_ref, work_tx)
+                read_stage(
+                    sh,
+                    source.as_mut(),
+                    cs,
+                    slots,
+                    use_allocation,
+                    areas,
+                    parent_ref,
+                    work_tx,
+                )
             })
         });
         let pool = &pool;
@@ -323,7 +343,11 @@ fn read_stage(
         () => {
             if !fixed.is_empty() {
                 let entries = std::mem::take(&mut fixed);
-                send!(Work::Fixed { seq, entries, reused: fixed_reused });
+                send!(Work::Fixed {
+                    seq,
+                    entries,
+                    reused: fixed_reused
+                });
             }
         };
     }
@@ -344,7 +368,10 @@ fn read_stage(
         };
         let entry: Option<(ObjectId, bool)> = if !wanted {
             match &mut cursor {
-                Some(c) => Some((c.entry(slot, &parent.expect("cursor has parent").label)?, true)),
+                Some(c) => Some((
+                    c.entry(slot, &parent.expect("cursor has parent").label)?,
+                    true,
+                )),
                 None => Some((ObjectId::ZERO, false)),
             }
         } else if use_allocation {
@@ -366,7 +393,9 @@ fn read_stage(
                 });
             }
             match &alloc {
-                Some((first, has)) if !has[(slot - first) as usize] => Some((ObjectId::ZERO, false)),
+                Some((first, has)) if !has[(slot - first) as usize] => {
+                    Some((ObjectId::ZERO, false))
+                }
                 _ => None,
             }
         } else {
@@ -374,7 +403,9 @@ fn read_stage(
         };
         match entry {
             Some((id, reused)) => {
-                if !fixed.is_empty() && (fixed_reused != reused || fixed.len() >= ENTRIES_PER_PAGE as usize) {
+                if !fixed.is_empty()
+                    && (fixed_reused != reused || fixed.len() >= ENTRIES_PER_PAGE as usize)
+                {
                     flush_fixed!();
                 }
                 fixed_reused = reused;
@@ -405,14 +436,38 @@ fn work_stage(
             return Ok(());
         }
         let done = match w {
-            Work::Fixed { seq, entries, reused } => Done::Fixed { seq, entries, reused },
+            Work::Fixed {
+                seq,
+                entries,
+                reused,
+            } => Done::Fixed {
+                seq,
+                entries,
+                reused,
+            },
             Work::Read { seq, buf } => {
                 let read = buf.len() as u64;
                 if is_zero(&buf) {
-                    Done::Slot { seq, slot_len: read, id: ObjectId::ZERO, new_blob: None, read }
+                    Done::Slot {
+                        seq,
+                        slot_len: read,
+                        id: ObjectId::ZERO,
+                        new_blob: None,
+                        read,
+                    }
                 } else {
                     let id = codec.id(&buf);
-                    let known = sh.pending.lock().expect("poisoned").contains(&(BlobType::Chunk as u8, id))
+                    if id.is_zero() {
+                        // SPEC.md §5.3: the all-zero id is reserved.
+                        return Err(Error::Invalid(
+                            "a chunk hashed to the reserved all-zero id".into(),
+                        ));
+                    }
+                    let known = sh
+                        .pending
+                        .lock()
+                        .expect("poisoned")
+                        .contains(&(BlobType::Chunk as u8, id))
                         || (sh.index.get(BlobType::Chunk, &id)?.is_some()
                             // The touch both proves the chunk still exists
                             // and tells garbage collection it is in use.
@@ -422,7 +477,13 @@ fn work_stage(
                     } else {
                         Some((codec.encode(BlobType::Chunk, &id, &buf), buf.len() as u32))
                     };
-                    Done::Slot { seq, slot_len: read, id, new_blob, read }
+                    Done::Slot {
+                        seq,
+                        slot_len: read,
+                        id,
+                        new_blob,
+                        read,
+                    }
                 }
             }
         };
@@ -458,7 +519,12 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn run(&mut self, rx: crossbeam_channel::Receiver<Done>, slots: u64, progress: &dyn Progress) -> Result<()> {
+    fn run(
+        &mut self,
+        rx: crossbeam_channel::Receiver<Done>,
+        slots: u64,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let mut held: BTreeMap<u64, Done> = BTreeMap::new();
         let mut next = 0u64;
         for d in rx {
@@ -489,7 +555,9 @@ impl<'a> Writer<'a> {
     /// Applies one in-order result; returns the disk bytes it covered.
     fn apply(&mut self, d: Done) -> Result<u64> {
         match d {
-            Done::Fixed { entries, reused, .. } => {
+            Done::Fixed {
+                entries, reused, ..
+            } => {
                 let mut covered = 0;
                 for id in entries {
                     covered += self.slot_len(self.next_slot);
@@ -500,7 +568,13 @@ impl<'a> Writer<'a> {
                 }
                 Ok(covered)
             }
-            Done::Slot { slot_len, id, new_blob, read, .. } => {
+            Done::Slot {
+                slot_len,
+                id,
+                new_blob,
+                read,
+                ..
+            } => {
                 self.stats.read_bytes += read;
                 if let Some((blob, plain_len)) = new_blob {
                     self.store(BlobType::Chunk, id, &blob, plain_len)?;
@@ -531,7 +605,9 @@ impl<'a> Writer<'a> {
         if self.page.is_empty() {
             return Ok(());
         }
-        let page = ManifestPage { entries: std::mem::take(&mut self.page) };
+        let page = ManifestPage {
+            entries: std::mem::take(&mut self.page),
+        };
         self.page.reserve(ENTRIES_PER_PAGE as usize);
         let bytes = page.encode();
         let codec = self.sh.repo.codec();
@@ -545,21 +621,32 @@ impl<'a> Writer<'a> {
     fn store(&mut self, ty: BlobType, id: ObjectId, blob: &[u8], plain_len: u32) -> Result<()> {
         let key = (ty as u8, id);
         let have = self.sh.pending.lock().expect("poisoned").contains(&key)
-            || (self.sh.index.get(ty, &id)?.is_some() && self.sh.repo.backend().touch(&object_path(ty, &id))?);
+            || (self.sh.index.get(ty, &id)?.is_some()
+                && self.sh.repo.backend().touch(&object_path(ty, &id))?);
         if have {
             if ty == BlobType::Chunk {
                 self.stats.dedup_chunks += 1;
             }
             return Ok(());
         }
-        self.sh.repo.backend().put(&object_path(ty, &id), blob, Durability::Deferred)?;
+        self.sh
+            .repo
+            .backend()
+            .put(&object_path(ty, &id), blob, Durability::Deferred)?;
         self.sh.pending.lock().expect("poisoned").insert(key);
         if ty == BlobType::Chunk {
             self.stats.new_chunks += 1;
             self.stats.new_plain_bytes += plain_len as u64;
             self.stats.new_stored_bytes += blob.len() as u64;
         }
-        self.uncommitted.push((ty, id, IndexEntry { plain_len, stored_len: blob.len() as u32 }));
+        self.uncommitted.push((
+            ty,
+            id,
+            IndexEntry {
+                plain_len,
+                stored_len: blob.len() as u32,
+            },
+        ));
         if self.uncommitted.len() >= COMMIT_EVERY {
             self.commit_index()?;
         }
@@ -592,9 +679,15 @@ impl<'a> Writer<'a> {
             stats: self.stats,
             change_id,
         };
-        let (manifest_id, _) =
-            self.sh.repo.put_object(BlobType::Manifest, &manifest.encode(), Durability::Immediate)?;
-        Ok(DiskResult { manifest_id, manifest })
+        let (manifest_id, _) = self.sh.repo.put_object(
+            BlobType::Manifest,
+            &manifest.encode(),
+            Durability::Immediate,
+        )?;
+        Ok(DiskResult {
+            manifest_id,
+            manifest,
+        })
     }
 }
 

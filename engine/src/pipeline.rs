@@ -92,7 +92,9 @@ impl Window {
 
 /// Number of worker threads: the machine's parallelism.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 /// True when every byte of `b` is zero.

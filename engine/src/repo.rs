@@ -91,7 +91,11 @@ impl Repository {
 
     /// Creates a repository. Refuses a location that already holds one or
     /// holds anything at all.
-    pub fn init(backend: Arc<dyn Backend>, password: Option<&[u8]>, o: &InitOptions) -> Result<Self> {
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        password: Option<&[u8]>,
+        o: &InitOptions,
+    ) -> Result<Self> {
         let loc = backend.location();
         if backend.exists("config")? {
             return Err(Error::RepoExists(loc));
@@ -123,8 +127,16 @@ impl Repository {
                 let key = MasterKey::generate();
                 let slot = KeySlot::create(&key, pw, &id, o.kdf, o.label.clone(), now_unix())
                     .map_err(|e| Error::Invalid(e.to_string()))?;
-                backend.put(&format!("keys/{}", slot.id_hex()), &slot.encode(), Durability::Immediate)?;
-                (Codec::encrypted(&key, o.zstd_level), Some(key), Some(slot.id_hex()))
+                backend.put(
+                    &format!("keys/{}", slot.id_hex()),
+                    &slot.encode(),
+                    Durability::Immediate,
+                )?;
+                (
+                    Codec::encrypted(&key, o.zstd_level),
+                    Some(key),
+                    Some(slot.id_hex()),
+                )
             }
             Encryption::None => (Codec::plain(o.zstd_level), None, None),
         };
@@ -156,7 +168,10 @@ impl Repository {
         })?;
         RepoConfig::decode(&raw).map_err(|e| match e {
             FormatError::BadMagic { .. } => Error::NotARepo(loc.clone()),
-            source => Error::RepoFormat { repo: loc.clone(), source },
+            source => Error::RepoFormat {
+                repo: loc.clone(),
+                source,
+            },
         })
     }
 
@@ -203,7 +218,9 @@ impl Repository {
         let mut out = Vec::new();
         for p in paths {
             let name = p.rsplit('/').next().unwrap_or(&p).to_string();
-            let Some(raw) = backend.get(&p)? else { continue };
+            let Some(raw) = backend.get(&p)? else {
+                continue;
+            };
             let slot = KeySlot::decode(&raw).map_err(|source| Error::RepoFormat {
                 repo: format!("{loc} ({p})"),
                 source,
@@ -211,7 +228,9 @@ impl Repository {
             out.push((name, slot));
         }
         if out.is_empty() {
-            return Err(Error::Invalid(format!("repository {loc} has no key slots in keys/")));
+            return Err(Error::Invalid(format!(
+                "repository {loc} has no key slots in keys/"
+            )));
         }
         Ok(out)
     }
@@ -243,12 +262,18 @@ impl Repository {
     /// Adds a key slot for `password`; returns its id.
     pub fn key_add(&self, password: &[u8], kdf: KdfParams, label: String) -> Result<String> {
         let key = self.key.as_ref().ok_or_else(|| {
-            Error::Invalid(format!("repository {} is not encrypted: it has no keys", self.location()))
+            Error::Invalid(format!(
+                "repository {} is not encrypted: it has no keys",
+                self.location()
+            ))
         })?;
         let slot = KeySlot::create(key, password, &self.config.id, kdf, label, now_unix())
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        self.backend
-            .put(&format!("keys/{}", slot.id_hex()), &slot.encode(), Durability::Immediate)?;
+        self.backend.put(
+            &format!("keys/{}", slot.id_hex()),
+            &slot.encode(),
+            Durability::Immediate,
+        )?;
         Ok(slot.id_hex())
     }
 
@@ -256,7 +281,10 @@ impl Repository {
     pub fn key_remove(&self, id: &str) -> Result<()> {
         let slots = Self::slots(self.backend.as_ref(), &self.location())?;
         if !slots.iter().any(|(n, _)| n == id) {
-            return Err(Error::Invalid(format!("no key slot {id} in {}", self.location())));
+            return Err(Error::Invalid(format!(
+                "no key slot {id} in {}",
+                self.location()
+            )));
         }
         if self.slot.as_deref() == Some(id) {
             return Err(Error::Invalid(format!(
@@ -264,13 +292,20 @@ impl Repository {
             )));
         }
         if slots.len() == 1 {
-            return Err(Error::Invalid("refusing to remove the last key slot".into()));
+            return Err(Error::Invalid(
+                "refusing to remove the last key slot".into(),
+            ));
         }
         self.backend.delete(&format!("keys/{id}"))
     }
 
     /// Encodes and stores a blob; returns its id and stored length.
-    pub fn put_object(&self, ty: BlobType, plaintext: &[u8], d: Durability) -> Result<(ObjectId, usize)> {
+    pub fn put_object(
+        &self,
+        ty: BlobType,
+        plaintext: &[u8],
+        d: Durability,
+    ) -> Result<(ObjectId, usize)> {
         let id = self.codec.id(plaintext);
         let blob = self.codec.encode(ty, &id, plaintext);
         self.backend.put(&object_path(ty, &id), &blob, d)?;
@@ -283,32 +318,51 @@ impl Repository {
         let raw = self
             .backend
             .get(&object_path(ty, id))?
-            .ok_or_else(|| Error::ObjectMissing { what, id: id.to_hex() })?;
+            .ok_or_else(|| Error::ObjectMissing {
+                what,
+                id: id.to_hex(),
+            })?;
         self.codec
             .decode(ty, id, &raw)
-            .map_err(|source| Error::Object { what, id: id.to_hex(), source })
+            .map_err(|source| Error::Object {
+                what,
+                id: id.to_hex(),
+                source,
+            })
     }
 
     pub fn load_manifest(&self, id: &ObjectId) -> Result<Manifest> {
         let b = self.get_object(BlobType::Manifest, id)?;
-        Manifest::decode(&b).map_err(|source| Error::Object { what: "manifest", id: id.to_hex(), source })
+        Manifest::decode(&b).map_err(|source| Error::Object {
+            what: "manifest",
+            id: id.to_hex(),
+            source,
+        })
     }
 
     pub fn load_page(&self, id: &ObjectId) -> Result<ManifestPage> {
         let b = self.get_object(BlobType::ManifestPage, id)?;
-        ManifestPage::decode(&b)
-            .map_err(|source| Error::Object { what: "manifest page", id: id.to_hex(), source })
+        ManifestPage::decode(&b).map_err(|source| Error::Object {
+            what: "manifest page",
+            id: id.to_hex(),
+            source,
+        })
     }
 
     pub fn load_generation(&self, id: &ObjectId) -> Result<Generation> {
         let b = self.get_object(BlobType::Generation, id)?;
-        Generation::decode(&b)
-            .map_err(|source| Error::Object { what: "generation", id: id.to_hex(), source })
+        Generation::decode(&b).map_err(|source| Error::Object {
+            what: "generation",
+            id: id.to_hex(),
+            source,
+        })
     }
 
     /// Stores a generation document durably; this commits the backup.
     pub fn commit_generation(&self, g: &Generation) -> Result<ObjectId> {
-        Ok(self.put_object(BlobType::Generation, &g.encode(), Durability::Immediate)?.0)
+        Ok(self
+            .put_object(BlobType::Generation, &g.encode(), Durability::Immediate)?
+            .0)
     }
 
     /// Ids of every generation file (unsorted, unread).
@@ -362,7 +416,11 @@ impl Repository {
             1 => Ok((matches[0], self.load_generation(&matches[0])?)),
             _ => Err(Error::GenerationAmbiguous {
                 prefix: spec.to_string(),
-                matches: matches.iter().map(|m| m.short()).collect::<Vec<_>>().join(", "),
+                matches: matches
+                    .iter()
+                    .map(|m| m.short())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             }),
         }
     }

@@ -34,8 +34,16 @@ enum Work {
 }
 
 enum Done {
-    Data { seq: u64, offset: u64, data: Vec<u8> },
-    Zeros { seq: u64, offset: u64, len: u64 },
+    Data {
+        seq: u64,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    Zeros {
+        seq: u64,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl Done {
@@ -56,7 +64,11 @@ pub fn restore_disk(
     threads: usize,
     progress: &dyn Progress,
 ) -> Result<RestoreStats> {
-    let threads = if threads == 0 { crate::pipeline::default_threads() } else { threads };
+    let threads = if threads == 0 {
+        crate::pipeline::default_threads()
+    } else {
+        threads
+    };
     let failure = Failure::default();
     let window = Window::new(threads * 4 + 4);
     let (work_tx, work_rx) = bounded::<Work>(threads * 2);
@@ -78,7 +90,9 @@ pub fn restore_disk(
     let mut stats = RestoreStats::default();
     std::thread::scope(|s| {
         let (failure, window, bad) = (&failure, &window, &bad);
-        s.spawn(move || failure.guard(|| read_stage(repo, manifest, gen_label, failure, window, work_tx)));
+        s.spawn(move || {
+            failure.guard(|| read_stage(repo, manifest, gen_label, failure, window, work_tx))
+        });
         let pool = &pool;
         s.spawn(move || {
             pool.scope(|ps| {
@@ -92,7 +106,9 @@ pub fn restore_disk(
                                     return Ok(());
                                 }
                                 let d = match w {
-                                    Work::Zeros { seq, offset, len } => Done::Zeros { seq, offset, len },
+                                    Work::Zeros { seq, offset, len } => {
+                                        Done::Zeros { seq, offset, len }
+                                    }
                                     Work::Chunk { seq, slot, id } => {
                                         let data = repo
                                             .get_object(BlobType::Chunk, &id)
@@ -102,10 +118,17 @@ pub fn restore_disk(
                                             return Err(bad(
                                                 slot,
                                                 &id,
-                                                format!("holds {} bytes, the slot needs {want}", data.len()),
+                                                format!(
+                                                    "holds {} bytes, the slot needs {want}",
+                                                    data.len()
+                                                ),
                                             ));
                                         }
-                                        Done::Data { seq, offset: slot * manifest.chunk_size as u64, data }
+                                        Done::Data {
+                                            seq,
+                                            offset: slot * manifest.chunk_size as u64,
+                                            data,
+                                        }
                                     }
                                 };
                                 if tx.send(d).is_err() {
@@ -200,7 +223,14 @@ fn read_stage(
                 zero_run = match zero_run {
                     Some((o, l)) if l < 1024 * cs => Some((o, l + len)),
                     Some((o, l)) => {
-                        if !send(Work::Zeros { seq, offset: o, len: l }, &mut seq) {
+                        if !send(
+                            Work::Zeros {
+                                seq,
+                                offset: o,
+                                len: l,
+                            },
+                            &mut seq,
+                        ) {
                             return Ok(());
                         }
                         Some((slot * cs, len))
@@ -210,7 +240,14 @@ fn read_stage(
                 continue;
             }
             if let Some((o, l)) = zero_run.take() {
-                if !send(Work::Zeros { seq, offset: o, len: l }, &mut seq) {
+                if !send(
+                    Work::Zeros {
+                        seq,
+                        offset: o,
+                        len: l,
+                    },
+                    &mut seq,
+                ) {
                     return Ok(());
                 }
             }
@@ -220,7 +257,14 @@ fn read_stage(
         }
     }
     if let Some((o, l)) = zero_run.take() {
-        send(Work::Zeros { seq, offset: o, len: l }, &mut seq);
+        send(
+            Work::Zeros {
+                seq,
+                offset: o,
+                len: l,
+            },
+            &mut seq,
+        );
     }
     Ok(())
 }

@@ -57,7 +57,9 @@ impl ImageSource {
             msg,
         };
         let file = File::open(path).map_err(|e| inv(format!("cannot open: {e}")))?;
-        let meta = file.metadata().map_err(|e| inv(format!("cannot stat: {e}")))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| inv(format!("cannot stat: {e}")))?;
         let ft = meta.file_type();
         let is_dev = ft.is_block_device();
         if !ft.is_file() && !is_dev {

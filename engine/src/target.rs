@@ -43,13 +43,17 @@ impl FileTarget {
             msg,
         };
         let meta = std::fs::metadata(path).ok();
-        let is_device = meta.as_ref().is_some_and(|m| m.file_type().is_block_device());
+        let is_device = meta
+            .as_ref()
+            .is_some_and(|m| m.file_type().is_block_device());
         if let Some(m) = &meta {
             if !is_device && !overwrite {
                 return Err(inv("already exists (use --force to overwrite it)".into()));
             }
             if !is_device && !m.is_file() {
-                return Err(inv("exists and is neither a regular file nor a block device".into()));
+                return Err(inv(
+                    "exists and is neither a regular file nor a block device".into(),
+                ));
             }
         }
         let file = OpenOptions::new()
@@ -82,7 +86,9 @@ impl DiskTarget for FileTarget {
     fn prepare(&mut self, capacity: u64) -> Result<()> {
         if self.is_device {
             use std::io::{Seek, SeekFrom};
-            let size = (&self.file).seek(SeekFrom::End(0)).map_err(|e| self.werr(0, e))?;
+            let size = (&self.file)
+                .seek(SeekFrom::End(0))
+                .map_err(|e| self.werr(0, e))?;
             if size < capacity {
                 return Err(Error::TargetInvalid {
                     target: self.path.display().to_string(),

@@ -163,7 +163,13 @@ impl Codec {
             Some(c) => {
                 let aad = aad(&out[..HEADER_LEN], id);
                 let ct = c
-                    .encrypt(Nonce::from_slice(&nonce), Payload { msg: body, aad: &aad })
+                    .encrypt(
+                        Nonce::from_slice(&nonce),
+                        Payload {
+                            msg: body,
+                            aad: &aad,
+                        },
+                    )
                     .expect("AES-GCM encryption cannot fail for inputs under 64 GiB");
                 out.extend_from_slice(&ct);
             }
@@ -187,10 +193,19 @@ impl Codec {
         let payload = &blob[HEADER_LEN..HEADER_LEN + h.payload_len];
         let decrypted;
         let body: &[u8] = if h.encrypted {
-            let c = self.cipher.as_ref().ok_or(FormatError::KeyRequired { kind })?;
+            let c = self
+                .cipher
+                .as_ref()
+                .ok_or(FormatError::KeyRequired { kind })?;
             let aad = aad(&blob[..HEADER_LEN], id);
             decrypted = c
-                .decrypt(Nonce::from_slice(&h.nonce), Payload { msg: payload, aad: &aad })
+                .decrypt(
+                    Nonce::from_slice(&h.nonce),
+                    Payload {
+                        msg: payload,
+                        aad: &aad,
+                    },
+                )
                 .map_err(|_| FormatError::DecryptFailed { kind })?;
             &decrypted
         } else {
@@ -203,14 +218,19 @@ impl Codec {
             payload
         };
         let plain = if h.compressed {
-            let p = zstd::bulk::decompress(body, h.plain_len).map_err(|e| FormatError::Decompress {
-                kind,
-                what: e.to_string(),
-            })?;
+            let p =
+                zstd::bulk::decompress(body, h.plain_len).map_err(|e| FormatError::Decompress {
+                    kind,
+                    what: e.to_string(),
+                })?;
             if p.len() != h.plain_len {
                 return Err(FormatError::malformed(
                     kind,
-                    format!("decompressed to {} bytes, header says {}", p.len(), h.plain_len),
+                    format!(
+                        "decompressed to {} bytes, header says {}",
+                        p.len(),
+                        h.plain_len
+                    ),
                 ));
             }
             p
@@ -218,7 +238,11 @@ impl Codec {
             if body.len() != h.plain_len {
                 return Err(FormatError::malformed(
                     kind,
-                    format!("payload is {} bytes, header says {}", body.len(), h.plain_len),
+                    format!(
+                        "payload is {} bytes, header says {}",
+                        body.len(),
+                        h.plain_len
+                    ),
                 ));
             }
             body.to_vec()
@@ -280,12 +304,18 @@ pub fn check(blob: &[u8]) -> Result<BlobHeader, FormatError> {
         .ok_or_else(|| FormatError::malformed(KIND, format!("unknown type {}", blob[9])))?;
     let flags = blob[10];
     if flags & !(FLAG_COMPRESSED | FLAG_ENCRYPTED) != 0 || blob[11] != 0 {
-        return Err(FormatError::malformed(KIND, format!("unknown flags {flags:#x}")));
+        return Err(FormatError::malformed(
+            KIND,
+            format!("unknown flags {flags:#x}"),
+        ));
     }
     let plain_len = u32::from_le_bytes(blob[12..16].try_into().expect("4")) as usize;
     let payload_len = u32::from_le_bytes(blob[16..20].try_into().expect("4")) as usize;
     if plain_len > MAX_PLAINTEXT {
-        return Err(FormatError::malformed(KIND, format!("plaintext length {plain_len} too large")));
+        return Err(FormatError::malformed(
+            KIND,
+            format!("plaintext length {plain_len} too large"),
+        ));
     }
     let expected = HEADER_LEN as u64 + payload_len as u64 + CHECKSUM_LEN as u64;
     if blob.len() as u64 != expected {

@@ -61,7 +61,12 @@ impl RepoConfig {
         let encryption = match r.u8()? {
             0 => Encryption::None,
             1 => Encryption::Aes256Gcm,
-            e => return Err(FormatError::malformed("repository config", format!("encryption {e}"))),
+            e => {
+                return Err(FormatError::malformed(
+                    "repository config",
+                    format!("encryption {e}"),
+                ))
+            }
         };
         let chunk_size = r.u32()?;
         manifest::check_chunk_size(chunk_size)?;

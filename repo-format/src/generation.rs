@@ -88,7 +88,12 @@ impl Generation {
         let source_kind = match r.u8()? {
             1 => SourceKind::Image,
             2 => SourceKind::Vm,
-            k => return Err(FormatError::malformed("generation", format!("source kind {k}"))),
+            k => {
+                return Err(FormatError::malformed(
+                    "generation",
+                    format!("source kind {k}"),
+                ))
+            }
         };
         let source = r.str()?;
         let hostname = r.str()?;
@@ -98,7 +103,12 @@ impl Generation {
         let parent = match r.u8()? {
             0 => None,
             1 => Some(ObjectId(r.array()?)),
-            f => return Err(FormatError::malformed("generation", format!("parent flag {f}"))),
+            f => {
+                return Err(FormatError::malformed(
+                    "generation",
+                    format!("parent flag {f}"),
+                ))
+            }
         };
         let ndisks = r.u32()?;
         let mut disks = Vec::new();

@@ -162,7 +162,10 @@ impl KeySlot {
         let label = r.str()?;
         let kdf_alg = r.u8()?;
         if kdf_alg != KDF_ARGON2ID {
-            return Err(FormatError::malformed(KIND, format!("unknown KDF {kdf_alg}")));
+            return Err(FormatError::malformed(
+                KIND,
+                format!("unknown KDF {kdf_alg}"),
+            ));
         }
         let kdf = KdfParams {
             memory_kib: r.u32()?,
@@ -171,7 +174,10 @@ impl KeySlot {
         };
         // Refuse absurd costs from a hostile file before running Argon2.
         if kdf.memory_kib > 4 << 20 || kdf.iterations > 1000 || kdf.lanes == 0 || kdf.lanes > 64 {
-            return Err(FormatError::malformed(KIND, format!("KDF parameters {kdf:?}")));
+            return Err(FormatError::malformed(
+                KIND,
+                format!("KDF parameters {kdf:?}"),
+            ));
         }
         let salt = r.array()?;
         let nonce = r.array()?;

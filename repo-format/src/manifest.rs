@@ -180,7 +180,10 @@ impl Manifest {
         }
         let epp = r.u32()?;
         if epp == 0 || epp > MAX_ENTRIES_PER_PAGE {
-            return Err(FormatError::malformed("manifest", format!("{epp} entries per page")));
+            return Err(FormatError::malformed(
+                "manifest",
+                format!("{epp} entries per page"),
+            ));
         }
         let npages = r.u32()?;
         if npages as u64 != slots.div_ceil(epp as u64) {
@@ -229,7 +232,10 @@ impl Manifest {
         if page.entries.len() != want {
             return Err(FormatError::malformed(
                 "manifest page",
-                format!("page {p} has {} entries, manifest expects {want}", page.entries.len()),
+                format!(
+                    "page {p} has {} entries, manifest expects {want}",
+                    page.entries.len()
+                ),
             ));
         }
         Ok(())

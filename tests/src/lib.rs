@@ -1,3 +1,4 @@
 //! placeholder
+pub mod cli;
 pub mod vcsim;
 pub mod vddk;

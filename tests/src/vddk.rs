@@ -272,3 +272,65 @@ pub fn assert_child_passed(out: &Output) {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Backs up `source` as disk `name` into `repo` with the engine's pipeline
+/// and returns the manifest.
+pub fn backup_manifest(
+    repo: &vmkeep_engine::repo::Repository,
+    index: &dyn vmkeep_engine::index::Index,
+    name: &str,
+    source: Box<dyn vmkeep_engine::source::DiskSource>,
+    use_allocation: bool,
+) -> vmkeep_format::manifest::Manifest {
+    let job = vmkeep_engine::backup::DiskJob {
+        disk_name: name.to_string(),
+        source,
+        use_allocation,
+        areas: None,
+        parent: None,
+        chunk_size: vmkeep_format::manifest::MIN_CHUNK_SIZE,
+        change_id: String::new(),
+        threads: 2,
+    };
+    vmkeep_engine::backup::backup_disk(repo, index, job, &vmkeep_engine::progress::NoProgress)
+        .expect("backup_disk")
+        .manifest
+}
+
+/// A fresh unencrypted repository in `dir` and an in-memory index.
+pub fn scratch_repo(
+    dir: &Path,
+) -> (
+    vmkeep_engine::repo::Repository,
+    vmkeep_engine::index::MemIndex,
+) {
+    use std::sync::Arc;
+    let backend = Arc::new(vmkeep_engine::backend::LocalBackend::new(dir));
+    let opts = vmkeep_engine::repo::InitOptions {
+        encryption: vmkeep_format::config::Encryption::None,
+        ..Default::default()
+    };
+    let repo = vmkeep_engine::repo::Repository::init(backend, None, &opts).expect("init repo");
+    (repo, vmkeep_engine::index::MemIndex::new())
+}
+
+/// Fills `flat` (a sparse file) with a mix of random data, zeros written as
+/// data, and holes, chunk-unaligned on purpose.
+pub fn scatter_data(flat: &Path, size: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(flat).unwrap();
+    let mut off = 3 * 4096u64;
+    let mut i = 0u64;
+    while off < size {
+        let len = (((i * 7919) % 300) + 1) * 1024;
+        let len = len.min(size - off);
+        if i % 5 == 3 {
+            f.write_all_at(&vec![0u8; len as usize], off).unwrap();
+        } else {
+            f.write_all_at(&random_bytes(1000 + i, len as usize), off)
+                .unwrap();
+        }
+        off += len + ((i * 104_729) % 700) * 1024;
+        i += 1;
+    }
+}

@@ -19,15 +19,13 @@ fn vddk_sim_aborts_on_concurrent_reads_on_one_handle() {
     const NAME: &str = "vddk_sim_aborts_on_concurrent_reads_on_one_handle";
     if is_child(NAME) {
         let rig = Rig::get(Variant::Full);
-        let path = rig.datastore_disk("abuse/reads", MIB);
+        rig.datastore_disk("abuse/reads", MIB);
         let lib = init::library(&rig.libdir).unwrap();
-        let mut s = VddkSource::open(&rig.libdir, &rig.remote_spec(), &path).unwrap();
-        let disk = s.disk();
         // Reach under the safe layer on purpose (feature rule-breaking).
-        let raw = vddk_sys::Connection::connect(&lib, &Default::default(), true, None, None).unwrap();
-        let flat = rig.datastore.join("abuse/reads.vmdk");
-        let mut d = raw.open(flat.to_str().unwrap(), 4).unwrap();
-        let _ = disk;
+        let conn =
+            vddk_sys::Connection::connect(&lib, &Default::default(), true, None, None).unwrap();
+        let desc = rig.datastore.join("abuse/reads.vmdk");
+        let mut d = conn.open(desc.to_str().unwrap(), 4).unwrap();
         vddk_sys::abuse::concurrent_reads_on_one_handle(&mut d, &lib, 4, 20);
         panic!("the stand-in did not notice concurrent reads");
     }
@@ -103,7 +101,10 @@ fn vddk_safe_layer_keeps_the_rules_under_concurrency() {
     // be caught.
     let out = run_child(
         NAME,
-        &[("VDDK_SIM_OPEN_DELAY_MS", "20"), ("VDDK_SIM_SLOW_READ_MS", "1")],
+        &[
+            ("VDDK_SIM_OPEN_DELAY_MS", "20"),
+            ("VDDK_SIM_SLOW_READ_MS", "1"),
+        ],
     );
     assert_child_passed(&out);
 }

@@ -17,7 +17,12 @@ unsafe impl Send for Shared {}
 
 /// Reads sector 0 from `threads` threads at once on the same handle,
 /// `rounds` times each.
-pub fn concurrent_reads_on_one_handle(disk: &mut Disk, lib: &Arc<Library>, threads: usize, rounds: usize) {
+pub fn concurrent_reads_on_one_handle(
+    disk: &mut Disk,
+    lib: &Arc<Library>,
+    threads: usize,
+    rounds: usize,
+) {
     let h = Shared(disk.raw_handle());
     let read = lib.vix_read().expect("VixDiskLib_Read");
     let joins: Vec<_> = (0..threads)
@@ -53,7 +58,14 @@ pub fn concurrent_opens(lib: &Arc<Library>, path: &str, threads: usize) -> Resul
                 let mut h: VixDiskLibHandle = std::ptr::null_mut();
                 // SAFETY: deliberately breaks the Open/Close serialisation
                 // rule; the stand-in is expected to abort.
-                unsafe { open(raw.0, cpath.as_ptr(), VIXDISKLIB_FLAG_OPEN_READ_ONLY, &mut h) };
+                unsafe {
+                    open(
+                        raw.0,
+                        cpath.as_ptr(),
+                        VIXDISKLIB_FLAG_OPEN_READ_ONLY,
+                        &mut h,
+                    )
+                };
             })
         })
         .collect();
@@ -69,5 +81,13 @@ pub fn connect_before_init(lib: &Arc<Library>) {
     let mut conn: VixDiskLibConnection = std::ptr::null_mut();
     // SAFETY: valid arguments (local connection); only the missing InitEx
     // breaks the rules, which the stand-in is expected to punish.
-    unsafe { f(std::ptr::null(), 1, std::ptr::null(), std::ptr::null(), &mut conn) };
+    unsafe {
+        f(
+            std::ptr::null(),
+            1,
+            std::ptr::null(),
+            std::ptr::null(),
+            &mut conn,
+        )
+    };
 }

@@ -171,7 +171,11 @@ impl Connection {
 
 impl Library {
     /// `VixDiskLib_PrepareForAccess(params, identity)`.
-    pub fn prepare_for_access(&self, params: &ConnectParams, identity: &str) -> Result<(), SysError> {
+    pub fn prepare_for_access(
+        &self,
+        params: &ConnectParams,
+        identity: &str,
+    ) -> Result<(), SysError> {
         self.access_call("VixDiskLib_PrepareForAccess", params, identity, true)
     }
 

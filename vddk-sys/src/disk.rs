@@ -257,7 +257,15 @@ impl Disk {
         }
         let mut buf = vec![0 as c_char; need.max(1)];
         // SAFETY: buf is writable for buf.len() bytes; ckey NUL-terminated.
-        let err = unsafe { f(self.raw, ckey.as_ptr(), buf.as_mut_ptr(), buf.len(), &mut need) };
+        let err = unsafe {
+            f(
+                self.raw,
+                ckey.as_ptr(),
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut need,
+            )
+        };
         self.lib().check(F, err)?;
         *buf.last_mut().expect("non-empty") = 0;
         // SAFETY: buf is NUL-terminated (last byte forced to 0).

@@ -25,7 +25,9 @@ unsafe fn format(fmt: *const c_char, args: *mut c_void) -> String {
     let n = unsafe { vsnprintf(buf.as_mut_ptr(), buf.len(), fmt, args) };
     if n < 0 {
         // SAFETY: fmt is a valid NUL-terminated string (contract).
-        return unsafe { CStr::from_ptr(fmt) }.to_string_lossy().into_owned();
+        return unsafe { CStr::from_ptr(fmt) }
+            .to_string_lossy()
+            .into_owned();
     }
     // SAFETY: vsnprintf NUL-terminated buf.
     let s = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();

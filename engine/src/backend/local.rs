@@ -75,7 +75,10 @@ impl Backend for LocalBackend {
 
     fn put(&self, path: &str, data: &[u8], durability: Durability) -> Result<()> {
         let p = self.full(path);
-        let dir = p.parent().expect("object paths have a parent").to_path_buf();
+        let dir = p
+            .parent()
+            .expect("object paths have a parent")
+            .to_path_buf();
         let tmp = dir.join(format!(".tmp-{}", random_suffix()));
         let sync = durability == Durability::Immediate;
         if let Err(e) = self.write_new(&dir, &tmp, data, sync) {
@@ -113,11 +116,7 @@ impl Backend for LocalBackend {
     }
 
     fn list(&self, dir: &str, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<()> {
-        fn walk(
-            me: &LocalBackend,
-            rel: &str,
-            f: &mut dyn FnMut(&str) -> Result<()>,
-        ) -> Result<()> {
+        fn walk(me: &LocalBackend, rel: &str, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<()> {
             let p = me.full(rel);
             let rd = match fs::read_dir(&p) {
                 Ok(rd) => rd,

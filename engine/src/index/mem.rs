@@ -24,7 +24,12 @@ impl MemIndex {
 
 impl Index for MemIndex {
     fn get(&self, ty: BlobType, id: &ObjectId) -> Result<Option<IndexEntry>> {
-        Ok(self.map.lock().expect("poisoned").get(&(ty as u8, *id)).copied())
+        Ok(self
+            .map
+            .lock()
+            .expect("poisoned")
+            .get(&(ty as u8, *id))
+            .copied())
     }
     fn insert_batch(&self, items: &[(BlobType, ObjectId, IndexEntry)]) -> Result<()> {
         let mut m = self.map.lock().expect("poisoned");
@@ -37,7 +42,11 @@ impl Index for MemIndex {
         self.map.lock().expect("poisoned").remove(&(ty as u8, *id));
         Ok(())
     }
-    fn for_each(&self, ty: BlobType, f: &mut dyn FnMut(&ObjectId, IndexEntry) -> Result<()>) -> Result<()> {
+    fn for_each(
+        &self,
+        ty: BlobType,
+        f: &mut dyn FnMut(&ObjectId, IndexEntry) -> Result<()>,
+    ) -> Result<()> {
         let items: Vec<_> = self
             .map
             .lock()
@@ -59,7 +68,10 @@ impl Index for MemIndex {
         Ok(self.meta.lock().expect("poisoned").get(key).cloned())
     }
     fn meta_put(&self, key: &str, value: &[u8]) -> Result<()> {
-        self.meta.lock().expect("poisoned").insert(key.to_string(), value.to_vec());
+        self.meta
+            .lock()
+            .expect("poisoned")
+            .insert(key.to_string(), value.to_vec());
         Ok(())
     }
 }

@@ -52,7 +52,11 @@ pub trait Index: Send + Sync {
     fn insert_batch(&self, items: &[(BlobType, ObjectId, IndexEntry)]) -> Result<()>;
     fn remove(&self, ty: BlobType, id: &ObjectId) -> Result<()>;
     /// Calls `f` for every entry of type `ty`, in id order.
-    fn for_each(&self, ty: BlobType, f: &mut dyn FnMut(&ObjectId, IndexEntry) -> Result<()>) -> Result<()>;
+    fn for_each(
+        &self,
+        ty: BlobType,
+        f: &mut dyn FnMut(&ObjectId, IndexEntry) -> Result<()>,
+    ) -> Result<()>;
     /// Removes every entry and every meta value.
     fn clear(&self) -> Result<()>;
     fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>>;

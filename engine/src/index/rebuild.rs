@@ -72,7 +72,9 @@ pub fn rebuild(repo: &Repository, index: &dyn Index) -> Result<RebuildReport> {
                 _ => report.pages += entries.len() as u64,
             }
         }
-        report.damaged.extend(damaged.into_inner().expect("poisoned"));
+        report
+            .damaged
+            .extend(damaged.into_inner().expect("poisoned"));
     }
     index.meta_put(META_STATE, b"complete")?;
     Ok(report)
@@ -91,7 +93,11 @@ pub fn open_for(repo: &Repository, path: &Path) -> Result<(RocksIndex, Option<Re
                 path: path.to_path_buf(),
                 msg: format!("damaged ({msg}) and cannot be moved aside: {e}"),
             })?;
-            log::warn!("index {} was damaged ({msg}); moved to {}", path.display(), aside.display());
+            log::warn!(
+                "index {} was damaged ({msg}); moved to {}",
+                path.display(),
+                aside.display()
+            );
             RocksIndex::open(path, Duration::from_secs(60))?
         }
         Err(e) => return Err(e),

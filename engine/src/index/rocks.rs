@@ -93,9 +93,16 @@ impl Index for RocksIndex {
         self.db.delete(key(ty, id)).map_err(|e| self.err(e))
     }
 
-    fn for_each(&self, ty: BlobType, f: &mut dyn FnMut(&ObjectId, IndexEntry) -> Result<()>) -> Result<()> {
+    fn for_each(
+        &self,
+        ty: BlobType,
+        f: &mut dyn FnMut(&ObjectId, IndexEntry) -> Result<()>,
+    ) -> Result<()> {
         let start = [ty as u8];
-        for item in self.db.iterator(IteratorMode::From(&start, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator(IteratorMode::From(&start, Direction::Forward))
+        {
             let (k, v) = item.map_err(|e| self.err(e))?;
             if k.len() != 33 || k[0] != ty as u8 {
                 break;

@@ -74,12 +74,13 @@ impl ConnectSpec {
         let Some(server) = &self.server else {
             return Ok(ConnectParams::default());
         };
-        let tp = self
-            .thumbprint
-            .as_deref()
-            .ok_or_else(|| self.invalid("a remote VDDK connection needs the server's SHA-1 thumbprint"))?;
+        let tp = self.thumbprint.as_deref().ok_or_else(|| {
+            self.invalid("a remote VDDK connection needs the server's SHA-1 thumbprint")
+        })?;
         let tp = normalize_thumbprint(tp).ok_or_else(|| {
-            self.invalid(format!("{tp:?} is not a SHA-1 thumbprint (20 hex bytes, AA:BB:...)"))
+            self.invalid(format!(
+                "{tp:?} is not a SHA-1 thumbprint (20 hex bytes, AA:BB:...)"
+            ))
         })?;
         let moref = self
             .vm_moref
@@ -117,7 +118,10 @@ impl VddkConnection {
     }
 
     /// ConnectEx on an initialised library.
-    pub fn connect_with(lib: &Arc<Library>, spec: ConnectSpec) -> Result<VddkConnection, VddkError> {
+    pub fn connect_with(
+        lib: &Arc<Library>,
+        spec: ConnectSpec,
+    ) -> Result<VddkConnection, VddkError> {
         let params = spec.params()?;
         let snapshot = spec.server.as_ref().and(spec.snapshot_ref.as_deref());
         let transport = spec.server.as_ref().and(spec.transport.as_deref());
@@ -158,7 +162,11 @@ impl AccessGuard {
     /// Tells the host that `identity` ("vmkeep") is about to access the
     /// VM's disks (storage vMotion is held off until EndAccess). A local
     /// spec gives an inactive guard.
-    pub fn prepare(lib: &Arc<Library>, spec: &ConnectSpec, identity: &str) -> Result<AccessGuard, VddkError> {
+    pub fn prepare(
+        lib: &Arc<Library>,
+        spec: &ConnectSpec,
+        identity: &str,
+    ) -> Result<AccessGuard, VddkError> {
         let params = spec.params()?;
         let active = spec.server.is_some();
         if active {

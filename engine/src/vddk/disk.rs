@@ -104,7 +104,11 @@ impl VddkDisk {
     /// Allocated byte extents within `[offset, offset + length)`, sorted and
     /// merged, or `None` when this VDDK cannot tell. Extents are rounded out
     /// to 64 KiB chunks, then clipped to the range asked.
-    pub fn allocated(&mut self, offset: u64, length: u64) -> Result<Option<Vec<Extent>>, VddkError> {
+    pub fn allocated(
+        &mut self,
+        offset: u64,
+        length: u64,
+    ) -> Result<Option<Vec<Extent>>, VddkError> {
         if !self.can_query_allocated() {
             return Ok(None);
         }
@@ -162,7 +166,9 @@ impl VddkDisk {
 
     /// Sets metadata `key` to `value`.
     pub fn write_metadata(&mut self, key: &str, value: &str) -> Result<(), VddkError> {
-        self.disk.write_metadata(key, value).map_err(|e| self.err(e))
+        self.disk
+            .write_metadata(key, value)
+            .map_err(|e| self.err(e))
     }
 
     /// Closes the disk, reporting Close's result.

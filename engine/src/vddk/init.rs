@@ -18,7 +18,9 @@ static LIBRARY: Mutex<Option<(PathBuf, Arc<Library>)>> = Mutex::new(None);
 
 /// The library from `libdir`, loaded and initialised on first use.
 pub fn library(libdir: &Path) -> Result<Arc<Library>, VddkError> {
-    let want = libdir.canonicalize().unwrap_or_else(|_| libdir.to_path_buf());
+    let want = libdir
+        .canonicalize()
+        .unwrap_or_else(|_| libdir.to_path_buf());
     let mut slot = LIBRARY.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((have, lib)) = slot.as_ref() {
         if *have != want {

@@ -391,7 +391,10 @@ unsafe fn vm_of(p: *const ConnectParams) -> Option<String> {
 }
 
 #[no_mangle]
-pub extern "C" fn VixDiskLib_PrepareForAccess(p: *const ConnectParams, id: *const c_char) -> VixError {
+pub extern "C" fn VixDiskLib_PrepareForAccess(
+    p: *const ConnectParams,
+    id: *const c_char,
+) -> VixError {
     require_init("VixDiskLib_PrepareForAccess");
     // SAFETY: p/id are NULL or valid per the C interface.
     let (vm, id) = unsafe { (vm_of(p), cstr(id)) };

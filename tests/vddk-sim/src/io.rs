@@ -62,7 +62,10 @@ fn do_read(d: &SimDisk, start: u64, n: u64, buf: *mut u8) -> VixError {
     let want = if short { len / 2 } else { len };
     let mut done = 0;
     while done < want {
-        match d.file.read_at(&mut out[done..want], start * SECTOR_SIZE + done as u64) {
+        match d
+            .file
+            .read_at(&mut out[done..want], start * SECTOR_SIZE + done as u64)
+        {
             Ok(0) => break,
             Ok(k) => done += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -124,9 +127,14 @@ pub extern "C" fn VixDiskLib_ReadAsync(
     // SAFETY: disk() aborts unless h is a live handle.
     let d = unsafe { disk(h, "VixDiskLib_ReadAsync") };
     let _b = Busy::enter(d, "VixDiskLib_ReadAsync");
-    let Some(cb) = cb else { return VIX_E_INVALID_ARG };
+    let Some(cb) = cb else {
+        return VIX_E_INVALID_ARG;
+    };
     let r = do_read(d, start, n, buf);
-    d.pending.lock().unwrap_or_else(|e| e.into_inner()).push((cb, data as usize, r));
+    d.pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((cb, data as usize, r));
     VIX_ASYNC
 }
 
@@ -142,9 +150,14 @@ pub extern "C" fn VixDiskLib_WriteAsync(
     // SAFETY: disk() aborts unless h is a live handle.
     let d = unsafe { disk(h, "VixDiskLib_WriteAsync") };
     let _b = Busy::enter(d, "VixDiskLib_WriteAsync");
-    let Some(cb) = cb else { return VIX_E_INVALID_ARG };
+    let Some(cb) = cb else {
+        return VIX_E_INVALID_ARG;
+    };
     let r = do_write(d, start, n, buf);
-    d.pending.lock().unwrap_or_else(|e| e.into_inner()).push((cb, data as usize, r));
+    d.pending
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((cb, data as usize, r));
     VIX_ASYNC
 }
 
@@ -361,5 +374,10 @@ pub extern "C" fn VixDiskLib_WriteMetadata(
     let (Some(k), Some(v)) = (unsafe { cstr(key) }, unsafe { cstr(val) }) else {
         return VIX_E_INVALID_ARG;
     };
-    d.desc.lock().unwrap_or_else(|e| e.into_inner()).set(&k, &v).err().unwrap_or(VIX_OK)
+    d.desc
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .set(&k, &v)
+        .err()
+        .unwrap_or(VIX_OK)
 }

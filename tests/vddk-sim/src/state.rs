@@ -118,7 +118,12 @@ pub fn log(msg: &str) {
         // SAFETY: cb is the caller's VixDiskLibGenericLogFunc; fmt has one
         // %s whose argument is a valid C string; the va_list tag follows the
         // x86-64 ABI and lives until the call returns.
-        unsafe { cb(fmt.as_ptr() as *const c_char, (&mut tag as *mut VaListTag).cast()) };
+        unsafe {
+            cb(
+                fmt.as_ptr() as *const c_char,
+                (&mut tag as *mut VaListTag).cast(),
+            )
+        };
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (cb, text);

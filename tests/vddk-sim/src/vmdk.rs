@@ -102,10 +102,7 @@ impl Descriptor {
 
     /// Sets metadata `key` and rewrites the descriptor file.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), VixError> {
-        if key.is_empty()
-            || key.contains(['"', '\n', '=', ' '])
-            || value.contains(['"', '\n'])
-        {
+        if key.is_empty() || key.contains(['"', '\n', '=', ' ']) || value.contains(['"', '\n']) {
             return Err(VIX_E_INVALID_ARG);
         }
         let line = format!("ddb.{key} = \"{value}\"");
@@ -127,6 +124,9 @@ fn parse_ddb(line: &str) -> Option<(String, String)> {
     let rest = line.trim().strip_prefix("ddb.")?;
     let (k, v) = rest.split_once('=')?;
     let v = v.trim();
-    let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+    let v = v
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v);
     Some((k.trim().to_string(), v.to_string()))
 }

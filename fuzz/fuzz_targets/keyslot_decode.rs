@@ -1,0 +1,29 @@
+//! Fuzzes `KeySlot::decode`. The first input byte picks a mode: bit 0
+//! appends a valid checksum to the rest, so the fields behind the seal are
+//! reached. Never panics; whatever decodes re-encodes to the same bytes, and
+//! a slot with cheap KDF costs can be opened without panicking (a wrong
+//! password gives an error).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vmkeep_format::keyfile::KeySlot;
+
+fuzz_target!(|input: &[u8]| {
+    let Some((&mode, data)) = input.split_first() else {
+        return;
+    };
+    let mut b = data.to_vec();
+    if mode & 1 != 0 {
+        b.extend_from_slice(blake3::hash(data).as_bytes());
+    }
+    let Ok(s) = KeySlot::decode(&b) else {
+        return;
+    };
+    assert_eq!(s.encode(), b);
+    let k = s.kdf;
+    assert!(k.lanes >= 1 && k.lanes <= 64 && k.iterations <= 1000);
+    if k.memory_kib <= 256 && k.iterations <= 2 {
+        // Random wrapped bytes never authenticate.
+        assert!(s.open(b"fuzz", &[0; 16]).is_err());
+    }
+});

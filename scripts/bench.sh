@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Benchmark (issue 2): vmkeep against restic and borg on the same data set in
+# the same run. Data set: ../shared/bench/make-dataset.py (4 GiB ext4 image
+# from /usr/lib, 3 later generations at 2% churn, with .cbt change lists).
+#   scripts/bench.sh [WORKDIR]        (default /tmp/vmkeep-bench; reuses the data set)
+# Prints one line per step (TOOL STEP SECONDS REPO_BYTES [PEAK_RSS_KiB]) and a
+# summary table with the ratios.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+shared=${SHARED_DIR:-$here/../shared}
+work=${1:-/tmp/vmkeep-bench}
+ds=${BENCH_DATASET:-$work/ds}
+mkdir -p "$work"
+bash "$here/scripts/install-deps.sh"
+for p in restic borgbackup time; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || {
+    apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$p" >/dev/null; }
+done
+[ -f "$ds/gen3.raw" ] || python3 "$shared/bench/make-dataset.py" "$ds" --size-gib 4 --generations 3 --churn 0.02
+(cd "$here" && cargo build --release -q -p vmkeep-cli && cargo build --release -q -p vmkeep-engine --example ceiling)
+vmkeep=$here/target/release/vmkeep
+out=$work/results.txt; : > "$out"
+now() { date +%s.%N; }
+size() { du -sb "$1" | cut -f1; }
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+
+# The machine's ceiling: hash + compress + encrypt on both cores, no storage.
+drop
+"$here/target/release/examples/ceiling" "$ds/gen0.raw" 2 | tee -a "$out"
+
+export VMKEEP_REPOSITORY=$work/vmkeep-repo VMKEEP_CACHE_DIR=$work/vmkeep-cache VMKEEP_PASSWORD=bench
+rm -rf "$VMKEEP_REPOSITORY" "$VMKEEP_CACHE_DIR"
+"$vmkeep" init -q >/dev/null
+run() { # STEP CMD...
+  local step=$1; shift
+  drop
+  local t0 t1 rss
+  t0=$(now)
+  /usr/bin/time -f "%M" -o "$work/rss" "$@" >/dev/null
+  t1=$(now)
+  rss=$(tail -1 "$work/rss")
+  echo "vmkeep $step $(echo "$t1 - $t0" | bc) $(size "$VMKEEP_REPOSITORY") $rss" | tee -a "$out"
+}
+run backup-gen0 "$vmkeep" -q backup --image "$ds/gen0.raw" --disk bench
+for g in 1 2 3; do
+  run "backup-gen$g" "$vmkeep" -q backup --image "$ds/gen$g.raw" --disk bench --parent latest --changed-areas "$ds/gen$g.cbt"
+done
+rm -f "$work/vmkeep-restore.raw"
+run restore-latest "$vmkeep" -q restore latest --to "$work/vmkeep-restore.raw"
+cmp "$ds/gen3.raw" "$work/vmkeep-restore.raw" && echo "vmkeep restore verified byte for byte" | tee -a "$out"
+rm -f "$work/vmkeep-restore.raw"
+
+# Peers, same data, same run (their generations are full re-reads: they have no CBT).
+drop
+bash "$shared/bench/peers.sh" "$ds" "$work/peers" restic borg | tee -a "$out"
+
+python3 - "$out" <<'PY'
+import sys
+rows = {}
+ceiling = None
+for line in open(sys.argv[1]):
+    f = line.split()
+    if f and f[0] == "ceiling":
+        ceiling = int(f[1]) / float(f[2])
+    elif len(f) >= 4 and f[0] in ("vmkeep", "restic", "borg"):
+        rows[(f[0], f[1])] = (float(f[2]), int(f[3]), f[4] if len(f) > 4 else "")
+size = 4 << 30
+def t(tool, step): return rows.get((tool, step), (float("nan"), 0, ""))[0]
+print("\n| step | vmkeep s | restic s | borg s | vmkeep vs restic |")
+print("|---|---|---|---|---|")
+for step in ["backup-gen0", "backup-gen1", "backup-gen2", "backup-gen3", "restore-latest"]:
+    v, r, b = t("vmkeep", step), t("restic", step), t("borg", step)
+    print(f"| {step} | {v:.1f} | {r:.1f} | {b:.1f} | {r / v:.2f}x faster |")
+for tool in ("vmkeep", "restic", "borg"):
+    print(f"| repo size after 4 generations, {tool} | {rows.get((tool, 'backup-gen3'), (0, 0))[1] / 2**20:.0f} MiB |")
+v0 = t("vmkeep", "backup-gen0")
+print(f"full backup: {size / v0 / 1e6:.0f} MB/s; ceiling (hash+zstd+AES on 2 threads): {ceiling / 1e6:.0f} MB/s -> {size / v0 / ceiling * 100:.0f}% of ceiling")
+for g in (1, 2, 3):
+    print(f"incremental gen{g}: {t('vmkeep', f'backup-gen{g}') / v0 * 100:.1f}% of the full backup's time")
+print("peak RSS KiB: " + ", ".join(f"{s}={rows[('vmkeep', s)][2]}" for s in ["backup-gen0", "backup-gen1", "restore-latest"] if ("vmkeep", s) in rows))
+PY
