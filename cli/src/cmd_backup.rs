@@ -59,7 +59,12 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
         _ => bail!("give exactly one of --image PATH or --vddk-disk PATH"),
     };
     let capacity = source.capacity();
-    let parent = match &a.parent {
+    let parent_spec = match &a.parent {
+        Some(spec) => Some(repo.resolve_generation(spec).map_err(|e| anyhow::anyhow!("parent generation {spec}: {e}"))?.0),
+        None => None,
+    };
+    let _lock = context::lock(&repo, vmkeep_engine::lock::Mode::Shared, parent_spec)?;
+    let parent = match &parent_spec.map(|p| p.to_hex()) {
         None => None,
         Some(spec) => {
             let (pid, pg) = repo

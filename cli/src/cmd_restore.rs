@@ -32,6 +32,7 @@ pub struct RestoreArgs {
 pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let repo = context::open_repo(g)?;
+    let _lock = context::lock(&repo, vmkeep_engine::lock::Mode::Shared, None)?;
     let (gid, gen) = repo.resolve_generation(&a.generation)?;
     let disk = match &a.disk {
         Some(n) => gen.disks.iter().find(|d| &d.name == n).with_context(|| {

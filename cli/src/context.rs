@@ -91,3 +91,13 @@ pub fn open_index(g: &Global, repo: &Repository) -> anyhow::Result<RocksIndex> {
     }
     Ok(idx)
 }
+
+/// Takes a repository lock for this command (released on drop).
+pub fn lock(
+    repo: &Repository,
+    mode: vmkeep_engine::lock::Mode,
+    parent: Option<vmkeep_format::ObjectId>,
+) -> anyhow::Result<vmkeep_engine::lock::Lock> {
+    let cmd: Vec<String> = std::env::args().collect();
+    Ok(vmkeep_engine::lock::Lock::acquire(repo.backend().clone(), mode, &cmd.join(" "), parent)?)
+}

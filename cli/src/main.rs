@@ -5,6 +5,7 @@
 //! (README "Exit codes"); each command lives in its own `cmd_*` module.
 
 mod cmd_backup;
+mod cmd_maint;
 mod cmd_repo;
 mod cmd_restore;
 mod context;
@@ -70,6 +71,16 @@ pub enum Command {
     Restore(cmd_restore::RestoreArgs),
     /// Repository statistics: sizes, dedup and compression ratios.
     Stats,
+    /// Check that every generation restores intact (exit code 5 when anything is damaged).
+    Verify(cmd_maint::VerifyArgs),
+    /// Remove generations by retention rules (their data goes at the next gc).
+    Forget(cmd_maint::ForgetArgs),
+    /// Protect a generation from `forget` (or --remove the protection).
+    Protect(cmd_maint::ProtectArgs),
+    /// Delete chunks no generation references (safe while backups run).
+    Gc,
+    /// Remove stale locks (or --all locks).
+    Unlock(cmd_maint::UnlockArgs),
     /// Manage the passwords (key slots) that open the repository.
     #[command(subcommand)]
     Key(cmd_repo::KeyCmd),
@@ -84,18 +95,24 @@ pub enum Command {
     Vm(vsphere_cmd::VmCmd),
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<u8> {
     let g = &cli.global;
+    let done = |r: anyhow::Result<()>| r.map(|()| 0u8);
     match &cli.command {
-        Command::Init(a) => cmd_repo::init(g, a),
-        Command::Backup(a) => cmd_backup::run(g, a),
-        Command::Generations(a) => cmd_repo::generations(g, a),
-        Command::Restore(a) => cmd_restore::run(g, a),
-        Command::Stats => cmd_repo::stats(g),
-        Command::Key(k) => cmd_repo::key(g, k),
-        Command::Index(i) => cmd_repo::index(g, i),
-        Command::Vcenter(c) => vsphere_cmd::run_vcenter(c, &g.vc, g.json),
-        Command::Vm(c) => vsphere_cmd::run_vm(c, &g.vc, g.json),
+        Command::Verify(a) => cmd_maint::verify(g, a),
+        Command::Forget(a) => done(cmd_maint::forget(g, a)),
+        Command::Protect(a) => done(cmd_maint::protect(g, a)),
+        Command::Gc => done(cmd_maint::gc(g)),
+        Command::Unlock(a) => done(cmd_maint::unlock(g, a)),
+        Command::Init(a) => done(cmd_repo::init(g, a)),
+        Command::Backup(a) => done(cmd_backup::run(g, a)),
+        Command::Generations(a) => done(cmd_repo::generations(g, a)),
+        Command::Restore(a) => done(cmd_restore::run(g, a)),
+        Command::Stats => done(cmd_repo::stats(g)),
+        Command::Key(k) => done(cmd_repo::key(g, k)),
+        Command::Index(i) => done(cmd_repo::index(g, i)),
+        Command::Vcenter(c) => done(vsphere_cmd::run_vcenter(c, &g.vc, g.json)),
+        Command::Vm(c) => done(vsphere_cmd::run_vm(c, &g.vc, g.json)),
     }
 }
 
@@ -109,6 +126,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 E::RepoMissing(_) | E::NotARepo(_) | E::RepoFormat { .. } => 4,
                 E::ChunkBad { .. } | E::Object { .. } | E::ObjectMissing { .. } => 5,
                 E::StorageFull { .. } => 7,
+                E::Locked { .. } => 6,
                 _ => 1,
             };
         }
@@ -123,7 +141,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.global.json;
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             if json {
                 let v =

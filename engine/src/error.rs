@@ -83,6 +83,8 @@ pub enum Error {
     },
     #[error("{0}")]
     Vddk(#[from] crate::vddk::VddkError),
+    #[error("repository {repo} is locked: {holder}; if that process is gone, run `vmkeep unlock`")]
+    Locked { repo: String, holder: String },
     #[error("interrupted")]
     Interrupted,
     #[error("{0}")]

@@ -12,14 +12,18 @@ pub mod areas;
 pub mod backend;
 pub mod backup;
 pub mod error;
+pub mod gc;
 pub mod index;
+pub mod lock;
 pub mod pipeline;
 pub mod progress;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod source;
 pub mod stats;
 pub mod target;
 pub mod vddk;
+pub mod verify;
 
 pub use error::{Error, Result};

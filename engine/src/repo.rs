@@ -425,3 +425,29 @@ impl Repository {
         }
     }
 }
+
+impl Repository {
+    /// Marks a generation protected from `forget` (`protected/<id>`).
+    pub fn set_protected(&self, id: &ObjectId, on: bool) -> Result<()> {
+        let p = format!("protected/{}", id.to_hex());
+        if on {
+            self.backend.put(&p, b"", Durability::Immediate)
+        } else {
+            self.backend.delete(&p)
+        }
+    }
+
+    /// True when the generation is protected.
+    pub fn is_protected(&self, id: &ObjectId) -> Result<bool> {
+        self.backend.exists(&format!("protected/{}", id.to_hex()))
+    }
+
+    /// Removes a generation document (its data stays until garbage
+    /// collection). Protected generations are refused.
+    pub fn forget_generation(&self, id: &ObjectId) -> Result<()> {
+        if self.is_protected(id)? {
+            return Err(Error::Invalid(format!("generation {} is protected", id.short())));
+        }
+        self.backend.delete(&object_path(BlobType::Generation, id))
+    }
+}

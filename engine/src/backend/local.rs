@@ -163,4 +163,28 @@ impl Backend for LocalBackend {
         let d = File::open(&self.root).map_err(|e| self.err(&self.root, e))?;
         rustix::fs::syncfs(&d).map_err(|e| self.err(&self.root, e.into()))
     }
+
+    fn modified(&self, path: &str) -> Result<Option<i64>> {
+        let p = self.full(path);
+        match fs::metadata(&p) {
+            Ok(m) => {
+                let t = m.modified().map_err(|e| self.err(&p, e))?;
+                Ok(Some(
+                    t.duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs() as i64)
+                        .unwrap_or(0),
+                ))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(&p, e)),
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let (f, t) = (self.full(from), self.full(to));
+        let dir = t.parent().expect("object paths have a parent").to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| self.err(&dir, e))?;
+        fs::rename(&f, &t).map_err(|e| self.err(&f, e))?;
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| self.err(&dir, e))
+    }
 }

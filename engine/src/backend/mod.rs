@@ -40,4 +40,8 @@ pub trait Backend: Send + Sync {
     fn touch(&self, path: &str) -> Result<bool>;
     /// Makes every earlier [`Durability::Deferred`] put durable.
     fn sync(&self) -> Result<()>;
+    /// Last modification (or touch) time, Unix seconds; `None` when missing.
+    fn modified(&self, path: &str) -> Result<Option<i64>>;
+    /// Moves an object to a new name, durably (replacing any object there).
+    fn rename(&self, from: &str, to: &str) -> Result<()>;
 }

@@ -1,0 +1,243 @@
+//! Garbage collection: two-phase, safe while backups run (SPEC.md §13).
+//!
+//! Phase 1 (*trash*), under a `gc` lock: note the start time T; take the
+//! cut-off C = min(T, start of the oldest live backup lock) − 60 s; mark
+//! every chunk, page and manifest that a generation references; move every
+//! unmarked object last modified before C to `trash/<T>/<path>` (recorded
+//! in `trashlog/<T>`, which holds the end time E of the sweep) and drop it
+//! from the index. Objects written or touched by running backups are newer
+//! than C and stay.
+//!
+//! Phase 2 (*empty*), for a batch T, once every backup whose lock existed
+//! at E has finished (at once when none did): mark again with every
+//! generation now committed, move referenced objects back, delete the rest.
+//! This closes the race where a backup touched an object just before the
+//! sweep moved it: that backup has committed by then, so its generation is
+//! marked. A backup starting after E that meets a trashed chunk finds it
+//! missing (its touch fails) and stores it again. Readers look in the trash
+//! when an object is missing (`Repository::get_object`).
+//!
+//! Memory: one set of 16-byte id prefixes per object type (a prefix
+//! collision only keeps garbage, never deletes data).
+
+use std::collections::HashSet;
+
+use vmkeep_format::blob::BlobType;
+use vmkeep_format::ObjectId;
+
+use crate::backend::Durability;
+use crate::index::Index;
+use crate::lock::{self, Mode};
+use crate::repo::{id_from_path, now_unix, object_dir, object_path, Repository};
+use crate::{Error, Result};
+
+/// Seconds subtracted from the cut-off for clock differences between hosts.
+pub const CLOCK_MARGIN: i64 = 60;
+
+/// What a gc run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub generations: u64,
+    pub referenced_chunks: u64,
+    /// Objects moved to the trash by this run.
+    pub trashed: u64,
+    pub trashed_bytes: u64,
+    /// Objects deleted for good (from this run's or earlier batches).
+    pub deleted: u64,
+    pub deleted_bytes: u64,
+    /// Trashed objects found referenced again and put back.
+    pub restored: u64,
+    /// Trash batches left for a later run because backups still hold them.
+    pub pending_batches: Vec<String>,
+}
+
+#[derive(Default)]
+struct Marks {
+    sets: [HashSet<[u8; 16]>; 3],
+}
+
+fn slot(ty: BlobType) -> usize {
+    match ty {
+        BlobType::Chunk => 0,
+        BlobType::ManifestPage => 1,
+        _ => 2,
+    }
+}
+
+fn prefix(id: &ObjectId) -> [u8; 16] {
+    id.0[..16].try_into().expect("16 bytes")
+}
+
+impl Marks {
+    fn add(&mut self, ty: BlobType, id: &ObjectId) {
+        self.sets[slot(ty)].insert(prefix(id));
+    }
+    fn has(&self, ty: BlobType, id: &ObjectId) -> bool {
+        self.sets[slot(ty)].contains(&prefix(id))
+    }
+}
+
+/// Marks everything the current generations reference. An unreadable
+/// generation, manifest or page aborts the run: deleting on incomplete
+/// marks could destroy data a damaged document would have protected.
+fn mark(repo: &Repository) -> Result<(Marks, u64)> {
+    let mut m = Marks::default();
+    let ids = repo.generation_ids()?;
+    for gid in &ids {
+        let g = repo.load_generation(gid).map_err(|e| gc_refuses(format!("generation {}: {e}", gid.short())))?;
+        for d in &g.disks {
+            if m.has(BlobType::Manifest, &d.manifest) {
+                continue;
+            }
+            m.add(BlobType::Manifest, &d.manifest);
+            let man = repo.load_manifest(&d.manifest).map_err(|e| gc_refuses(e.to_string()))?;
+            for pid in &man.pages {
+                if m.has(BlobType::ManifestPage, pid) {
+                    continue;
+                }
+                m.add(BlobType::ManifestPage, pid);
+                let page = repo.load_page(pid).map_err(|e| gc_refuses(e.to_string()))?;
+                for c in page.entries.iter().filter(|c| !c.is_zero()) {
+                    m.add(BlobType::Chunk, c);
+                }
+            }
+        }
+    }
+    Ok((m, ids.len() as u64))
+}
+
+fn gc_refuses(what: String) -> Error {
+    Error::Invalid(format!(
+        "garbage collection stopped, nothing deleted: {what} (run `vmkeep verify` and repair or forget it first)"
+    ))
+}
+
+/// Runs garbage collection. `own_lock` is the name of the caller's gc lock.
+pub fn gc(repo: &Repository, index: Option<&dyn Index>, own_lock: &str) -> Result<GcReport> {
+    gc_with_margin(repo, index, own_lock, CLOCK_MARGIN)
+}
+
+/// [`gc`] with a chosen clock margin in seconds (tests use 0).
+pub fn gc_with_margin(repo: &Repository, index: Option<&dyn Index>, own_lock: &str, margin: i64) -> Result<GcReport> {
+    let b = repo.backend();
+    let t0 = now_unix();
+    let mut report = GcReport::default();
+    let backups = |b: &dyn crate::backend::Backend| -> Result<Vec<lock::LockInfo>> {
+        Ok(lock::live_others(b, Some(own_lock))?
+            .into_iter()
+            .filter(|l| l.mode == Mode::Shared)
+            .collect())
+    };
+    let live = backups(b.as_ref())?;
+    let cutoff = live.iter().map(|l| l.started).min().unwrap_or(t0).min(t0) - margin;
+    let (marks, ngens) = mark(repo)?;
+    report.generations = ngens;
+    report.referenced_chunks = marks.sets[0].len() as u64;
+
+    // Phase 1: move unreferenced old objects to the trash.
+    let batch = format!("{t0}");
+    let mut log_written = false;
+    for ty in [BlobType::Chunk, BlobType::ManifestPage, BlobType::Manifest] {
+        let mut victims = Vec::new();
+        b.list(object_dir(ty), &mut |p| {
+            if let Some(id) = id_from_path(p) {
+                if !marks.has(ty, &id) {
+                    victims.push((p.to_string(), id));
+                }
+            }
+            Ok(())
+        })?;
+        for (p, id) in victims {
+            match b.modified(&p)? {
+                Some(m) if m < cutoff => {}
+                _ => continue,
+            }
+            if !log_written {
+                b.put(&format!("trashlog/{batch}"), b"sweeping\n", Durability::Immediate)?;
+                log_written = true;
+            }
+            if let Some(ix) = index {
+                ix.remove(ty, &id)?;
+            }
+            let size = b.get(&p)?.map(|x| x.len() as u64).unwrap_or(0);
+            b.rename(&p, &format!("trash/{batch}/{p}"))?;
+            report.trashed += 1;
+            report.trashed_bytes += size;
+        }
+    }
+    if log_written {
+        b.put(&format!("trashlog/{batch}"), format!("{}\n", now_unix()).as_bytes(), Durability::Immediate)?;
+    }
+
+    // Phase 2: empty every batch whose concurrent backups have all finished.
+    let mut batches = Vec::new();
+    b.list("trashlog", &mut |p| {
+        batches.push(p.rsplit('/').next().unwrap_or(p).to_string());
+        Ok(())
+    })?;
+    if batches.is_empty() {
+        return Ok(report);
+    }
+    let live = backups(b.as_ref())?;
+    let mut ready = Vec::new();
+    for name in batches {
+        let end: i64 = match b.get(&format!("trashlog/{name}"))? {
+            Some(raw) => String::from_utf8_lossy(&raw).trim().parse().unwrap_or(i64::MAX),
+            None => continue,
+        };
+        // A batch whose sweep never finished (crash) counts as ending now.
+        let end = if end == i64::MAX { now_unix() } else { end };
+        if live.iter().any(|l| l.started <= end) {
+            report.pending_batches.push(name);
+        } else {
+            ready.push(name);
+        }
+    }
+    if ready.is_empty() {
+        return Ok(report);
+    }
+    let (marks, _) = mark(repo)?;
+    for name in ready {
+        let mut items = Vec::new();
+        b.list(&format!("trash/{name}"), &mut |p| {
+            items.push(p.to_string());
+            Ok(())
+        })?;
+        for p in items {
+            let orig = p[format!("trash/{name}/").len()..].to_string();
+            let ty = match orig.split('/').next() {
+                Some("chunks") => BlobType::Chunk,
+                Some("pages") => BlobType::ManifestPage,
+                Some("manifests") => BlobType::Manifest,
+                _ => continue,
+            };
+            let id = id_from_path(&orig);
+            if id.is_some_and(|id| marks.has(ty, &id)) {
+                b.rename(&p, &orig)?;
+                report.restored += 1;
+            } else {
+                report.deleted_bytes += b.get(&p)?.map(|x| x.len() as u64).unwrap_or(0);
+                b.delete(&p)?;
+                report.deleted += 1;
+            }
+        }
+        b.delete(&format!("trashlog/{name}"))?;
+    }
+    Ok(report)
+}
+
+/// Looks for an object in the trash (used by readers when it is missing).
+pub fn find_in_trash(repo: &Repository, ty: BlobType, id: &ObjectId) -> Result<Option<Vec<u8>>> {
+    let b = repo.backend();
+    let mut batches = Vec::new();
+    b.list("trashlog", &mut |p| {
+        batches.push(p.rsplit('/').next().unwrap_or(p).to_string());
+        Ok(())
+    })?;
+    for name in batches.iter().rev() {
+        if let Some(x) = b.get(&format!("trash/{name}/{}", object_path(ty, id)))? {
+            return Ok(Some(x));
+        }
+    }
+    Ok(None)
+}

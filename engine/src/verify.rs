@@ -1,0 +1,274 @@
+//! Repository verification.
+//!
+//! Keyed mode walks every generation → manifest → page, collects the chunk
+//! ids they reference (each chunk once, however many generations share it),
+//! then reads, decrypts and re-hashes the selected chunks in parallel. Any
+//! unreadable object marks every generation that references it as damaged.
+//! Damaged chunks can be quarantined: moved to `quarantine/<path>` and
+//! dropped from the index, so the next backup that meets the same data
+//! stores it again.
+//!
+//! Keyless mode needs no password: it checks every stored object against
+//! its stored-bytes checksum (and the sealed `config` and key files). It is
+//! what an offsite host runs.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use vmkeep_format::blob::{self, BlobType};
+use vmkeep_format::ObjectId;
+
+use crate::backend::{Backend, Durability};
+use crate::index::Index;
+use crate::repo::{object_dir, object_path, Repository};
+use crate::Result;
+
+/// Which part of the chunks to read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Subset {
+    /// All of them.
+    All,
+    /// Part `n` of `m` (1-based): chunks whose id falls in bucket `n`.
+    Part { n: u32, m: u32 },
+    /// A random share, in percent.
+    Percent(f64),
+}
+
+impl Subset {
+    /// Parses `N/M` or `P%`.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f64 = p.trim().parse().map_err(|_| format!("{s:?}: not a percentage"))?;
+            if !(v > 0.0 && v <= 100.0) {
+                return Err(format!("{s:?}: the percentage must be in (0, 100]"));
+            }
+            return Ok(Subset::Percent(v));
+        }
+        let (n, m) = s.split_once('/').ok_or_else(|| format!("{s:?}: expected N/M or P%"))?;
+        let n: u32 = n.trim().parse().map_err(|_| format!("{s:?}: N is not a number"))?;
+        let m: u32 = m.trim().parse().map_err(|_| format!("{s:?}: M is not a number"))?;
+        if m == 0 || n == 0 || n > m {
+            return Err(format!("{s:?}: need 1 <= N <= M"));
+        }
+        Ok(Subset::Part { n, m })
+    }
+
+    fn selects(&self, id: &ObjectId) -> bool {
+        match *self {
+            Subset::All => true,
+            Subset::Part { n, m } => {
+                let b = u32::from_le_bytes(id.0[..4].try_into().expect("4 bytes"));
+                b % m == n - 1
+            }
+            Subset::Percent(p) => {
+                let mut r = [0u8; 8];
+                getrandom::getrandom(&mut r).expect("operating system random source failed");
+                (u64::from_le_bytes(r) as f64 / u64::MAX as f64) * 100.0 < p
+            }
+        }
+    }
+}
+
+/// One damaged or missing object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    pub path: String,
+    pub problem: String,
+}
+
+/// The verdict on one generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenerationVerdict {
+    pub id: ObjectId,
+    pub source: String,
+    /// Paths of the damaged objects it references (empty: restores intact,
+    /// as far as the chunks read show).
+    pub damaged: Vec<String>,
+}
+
+/// What a verify found.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyReport {
+    pub generations: Vec<GenerationVerdict>,
+    /// Distinct chunks referenced by all generations.
+    pub chunks_referenced: u64,
+    /// Chunks read and checked in this run.
+    pub chunks_checked: u64,
+    pub bytes_checked: u64,
+    pub damage: Vec<Damage>,
+    pub quarantined: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when nothing is damaged.
+    pub fn clean(&self) -> bool {
+        self.damage.is_empty()
+    }
+}
+
+/// Keyed verification of every generation.
+pub fn verify(repo: &Repository, index: Option<&dyn Index>, subset: Subset, quarantine: bool) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    let mut gen_ids = repo.generation_ids()?;
+    gen_ids.sort();
+    // chunk id → indices of the generations that reference it
+    let mut refs: HashMap<ObjectId, Vec<u32>> = HashMap::new();
+    let mut verdicts: Vec<GenerationVerdict> = Vec::new();
+    let mut damage: Vec<Damage> = Vec::new();
+    let mut seen_meta: HashMap<(u8, ObjectId), Option<String>> = HashMap::new();
+    for gid in gen_ids {
+        let gi = verdicts.len() as u32;
+        let mut v = GenerationVerdict { id: gid, source: String::new(), damaged: Vec::new() };
+        let g = match repo.load_generation(&gid) {
+            Ok(g) => g,
+            Err(e) => {
+                let path = object_path(BlobType::Generation, &gid);
+                damage.push(Damage { path: path.clone(), problem: e.to_string() });
+                v.damaged.push(path);
+                verdicts.push(v);
+                continue;
+            }
+        };
+        v.source = g.source.clone();
+        for d in &g.disks {
+            // A manifest or page shared by several generations is read once;
+            // its verdict is remembered.
+            let mkey = (BlobType::Manifest as u8, d.manifest);
+            let m = match repo.load_manifest(&d.manifest) {
+                Ok(m) => m,
+                Err(e) => {
+                    let path = object_path(BlobType::Manifest, &d.manifest);
+                    if seen_meta.insert(mkey, Some(path.clone())).is_none() {
+                        damage.push(Damage { path: path.clone(), problem: e.to_string() });
+                    }
+                    v.damaged.push(path);
+                    continue;
+                }
+            };
+            for (p, pid) in m.pages.iter().enumerate() {
+                let page = repo.load_page(pid).and_then(|page| {
+                    m.check_page(p, &page).map_err(|source| crate::Error::Object {
+                        what: "manifest page",
+                        id: pid.to_hex(),
+                        source,
+                    })?;
+                    Ok(page)
+                });
+                match page {
+                    Ok(page) => {
+                        for id in page.entries.iter().filter(|i| !i.is_zero()) {
+                            let r = refs.entry(*id).or_default();
+                            if r.last() != Some(&gi) {
+                                r.push(gi);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let path = object_path(BlobType::ManifestPage, pid);
+                        if seen_meta.insert((BlobType::ManifestPage as u8, *pid), Some(path.clone())).is_none() {
+                            damage.push(Damage { path: path.clone(), problem: e.to_string() });
+                        }
+                        v.damaged.push(path);
+                    }
+                }
+            }
+        }
+        verdicts.push(v);
+    }
+    report.chunks_referenced = refs.len() as u64;
+    let selected: Vec<ObjectId> = refs.keys().filter(|id| subset.selects(id)).copied().collect();
+    let bad = Mutex::new(Vec::new());
+    let bytes: u64 = selected
+        .par_iter()
+        .map(|id| match repo.get_object(BlobType::Chunk, id) {
+            Ok(p) => p.len() as u64,
+            Err(e) => {
+                bad.lock().expect("poisoned").push((*id, e.to_string()));
+                0
+            }
+        })
+        .sum();
+    report.chunks_checked = selected.len() as u64;
+    report.bytes_checked = bytes;
+    let mut bad = bad.into_inner().expect("poisoned");
+    bad.sort();
+    for (id, problem) in bad {
+        let path = object_path(BlobType::Chunk, &id);
+        for gi in &refs[&id] {
+            verdicts[*gi as usize].damaged.push(path.clone());
+        }
+        if quarantine && repo.backend().exists(&path)? {
+            quarantine_object(repo.backend().as_ref(), &path)?;
+            if let Some(ix) = index {
+                ix.remove(BlobType::Chunk, &id)?;
+            }
+            report.quarantined.push(path.clone());
+        }
+        damage.push(Damage { path, problem });
+    }
+    report.generations = verdicts;
+    report.damage = damage;
+    Ok(report)
+}
+
+/// Moves an object to `quarantine/<path>` (copy durably, then delete).
+pub fn quarantine_object(b: &dyn Backend, path: &str) -> Result<()> {
+    if let Some(bytes) = b.get(path)? {
+        b.put(&format!("quarantine/{path}"), &bytes, Durability::Immediate)?;
+    }
+    b.delete(path)
+}
+
+/// Keyless verification: every object's stored-bytes checksum.
+pub fn verify_keyless(b: &dyn Backend) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    match b.get("config")? {
+        None => report.damage.push(Damage { path: "config".into(), problem: "missing".into() }),
+        Some(raw) => {
+            if let Err(e) = vmkeep_format::config::RepoConfig::decode(&raw) {
+                report.damage.push(Damage { path: "config".into(), problem: e.to_string() });
+            }
+        }
+    }
+    let mut keys = Vec::new();
+    b.list("keys", &mut |p| {
+        keys.push(p.to_string());
+        Ok(())
+    })?;
+    for k in keys {
+        if let Some(raw) = b.get(&k)? {
+            if let Err(e) = vmkeep_format::keyfile::KeySlot::decode(&raw) {
+                report.damage.push(Damage { path: k, problem: e.to_string() });
+            }
+        }
+    }
+    for ty in [BlobType::Generation, BlobType::Manifest, BlobType::ManifestPage, BlobType::Chunk] {
+        let mut paths = Vec::new();
+        b.list(object_dir(ty), &mut |p| {
+            paths.push(p.to_string());
+            Ok(())
+        })?;
+        let found: Vec<(u64, Option<Damage>)> = paths
+            .par_iter()
+            .map(|p| -> Result<(u64, Option<Damage>)> {
+                let Some(raw) = b.get(p)? else { return Ok((0, None)) };
+                let d = match blob::check(&raw) {
+                    Ok(h) if h.ty == ty => None,
+                    Ok(h) => Some(format!("holds a {} blob", h.ty.name())),
+                    Err(e) => Some(e.to_string()),
+                };
+                Ok((raw.len() as u64, d.map(|problem| Damage { path: p.clone(), problem })))
+            })
+            .collect::<Result<_>>()?;
+        for (n, d) in found {
+            if ty == BlobType::Chunk {
+                report.chunks_checked += 1;
+            }
+            report.bytes_checked += n;
+            report.damage.extend(d);
+        }
+    }
+    report.damage.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(report)
+}
