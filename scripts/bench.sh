@@ -19,11 +19,13 @@ done
 [ -f "$ds/gen3.raw" ] || python3 "$shared/bench/make-dataset.py" "$ds" --size-gib 4 --generations 3 --churn 0.02
 (cd "$here" && cargo build --release -q -p vmkeep-cli && cargo build --release -q -p vmkeep-engine --example ceiling)
 vmkeep=$here/target/release/vmkeep
-out=$work/results.txt; : > "$out"
+out=$work/results.txt
+if [ "${SUMMARY_ONLY:-}" = 1 ]; then summary_only=1; else summary_only=0; : > "$out"; fi
 now() { date +%s.%N; }
 size() { du -sb "$1" | cut -f1; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 
+if [ "$summary_only" = 0 ]; then
 # The machine's ceiling: hash + compress + encrypt on both cores, no storage.
 drop
 "$here/target/release/examples/ceiling" "$ds/gen0.raw" 2 | tee -a "$out"
@@ -53,6 +55,7 @@ rm -f "$work/vmkeep-restore.raw"
 # Peers, same data, same run (their generations are full re-reads: they have no CBT).
 drop
 bash "$shared/bench/peers.sh" "$ds" "$work/peers" restic borg | tee -a "$out"
+fi
 
 python3 - "$out" <<'PY'
 import sys
@@ -62,7 +65,7 @@ for line in open(sys.argv[1]):
     f = line.split()
     if f and f[0] == "ceiling":
         ceiling = int(f[1]) / float(f[2])
-    elif len(f) >= 4 and f[0] in ("vmkeep", "restic", "borg"):
+    elif len(f) >= 4 and f[0] in ("vmkeep", "restic", "borg") and f[2].replace(".", "", 1).isdigit():
         rows[(f[0], f[1])] = (float(f[2]), int(f[3]), f[4] if len(f) > 4 else "")
 size = 4 << 30
 def t(tool, step): return rows.get((tool, step), (float("nan"), 0, ""))[0]

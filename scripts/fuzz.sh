@@ -7,6 +7,8 @@
 # toolchain is installed, so nightly-only flags are unlocked with
 # RUSTC_BOOTSTRAP=1. Crashes are saved under fuzz/artifacts/<target>/ and
 # make the script exit non-zero; corpora grow under fuzz/corpus/<target>/.
+# FUZZ_FLAGS adds cargo-fuzz build flags, e.g. FUZZ_FLAGS=-O for a release
+# build without debug assertions (the default build keeps overflow checks).
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs="${1:-30}"
@@ -17,12 +19,14 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 targets=$(cargo fuzz list)
-cargo fuzz build
+# shellcheck disable=SC2086  # FUZZ_FLAGS is a list of flags
+cargo fuzz build ${FUZZ_FLAGS:-}
 status=0
 for t in $targets; do
     echo "== $t (${secs}s)"
     log=$(mktemp)
-    if cargo fuzz run "$t" -- -max_total_time="$secs" "$@" >"$log" 2>&1; then
+    # shellcheck disable=SC2086
+    if cargo fuzz run ${FUZZ_FLAGS:-} "$t" -- -max_total_time="$secs" "$@" >"$log" 2>&1; then
         grep -E '^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs)' "$log" | tail -n 2 || true
     else
         status=1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every unit and integration test
-# (the tests start and stop their own servers on 127.0.0.1), and a short
-# fuzz smoke run when cargo-fuzz is available.
+# (the tests start and stop their own servers on 127.0.0.1). Long soak runs
+# are separate: scripts/fuzz.sh (needs cargo-fuzz) and scripts/soak.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh

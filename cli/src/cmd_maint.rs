@@ -154,7 +154,7 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> anyhow::Result<()> {
         }
         let v = retention::decide(&items, &p, now, offset);
         let mut rows: Vec<_> = list.iter().map(|(id, t)| (*t, *id, v[&id.to_hex()].clone())).collect();
-        rows.sort_by(|a, b| b.0.cmp(&a.0));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
         for (t, id, verdict) in rows {
             let (keep, why) = match &verdict {
                 Verdict::Keep(w) => (true, w.clone()),

@@ -4,6 +4,8 @@
 //! This file holds the command-line grammar and the exit-code mapping
 //! (README "Exit codes"); each command lives in its own `cmd_*` module.
 
+#![forbid(unsafe_code)]
+
 mod cmd_backup;
 mod cmd_maint;
 mod cmd_repo;

@@ -8,6 +8,8 @@
 //! [`source::DiskSource`] is what a backup reads and a
 //! [`target::DiskTarget`] what a restore writes.
 
+#![forbid(unsafe_code)]
+
 pub mod areas;
 pub mod backend;
 pub mod backup;

@@ -112,6 +112,9 @@ impl Repository {
         }
         vmkeep_format::manifest::check_chunk_size(o.chunk_size)
             .map_err(|e| Error::Invalid(e.to_string()))?;
+        if !(0..=22).contains(&o.zstd_level) {
+            return Err(Error::Invalid(format!("zstd level {} is not in 0..=22", o.zstd_level)));
+        }
         let mut id = [0u8; 16];
         getrandom::getrandom(&mut id).expect("operating system random source failed");
         let config = RepoConfig {
@@ -384,7 +387,7 @@ impl Repository {
         for id in self.generation_ids()? {
             out.push((id, self.load_generation(&id)?));
         }
-        out.sort_by(|a, b| (a.1.started, a.1.finished, a.0).cmp(&(b.1.started, b.1.finished, b.0)));
+        out.sort_by_key(|a| (a.1.started, a.1.finished, a.0));
         Ok(out)
     }
 

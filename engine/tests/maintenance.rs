@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
-use vmkeep_engine::backend::{Backend, LocalBackend};
+use vmkeep_engine::backend::LocalBackend;
 use vmkeep_engine::backup::{backup_disk, commit_generation, DiskJob, GenerationInfo};
 use vmkeep_engine::index::MemIndex;
 use vmkeep_engine::lock::{Lock, Mode};

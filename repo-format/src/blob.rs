@@ -73,7 +73,7 @@ impl BlobType {
 pub struct Codec {
     pub ids: IdHasher,
     cipher: Option<Aes256Gcm>,
-    /// zstd level; 0 disables compression.
+    /// zstd level; 0 (or less) disables compression.
     pub level: i32,
 }
 
@@ -131,7 +131,8 @@ impl Codec {
         nonce: [u8; 12],
     ) -> Vec<u8> {
         assert!(plaintext.len() <= MAX_PLAINTEXT, "blob plaintext too large");
-        let compressed = if self.level != 0 && !plaintext.is_empty() {
+        // SPEC.md §6: compression is enabled only for levels > 0.
+        let compressed = if self.level > 0 && !plaintext.is_empty() {
             zstd::bulk::compress(plaintext, self.level)
                 .ok()
                 .filter(|c| c.len() < plaintext.len())

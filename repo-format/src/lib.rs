@@ -12,6 +12,8 @@
 //! Invariant: every decoder returns a typed [`FormatError`] on unknown
 //! versions, truncated or garbled input; none of them panics.
 
+#![forbid(unsafe_code)]
+
 pub mod blob;
 pub mod codec;
 pub mod config;

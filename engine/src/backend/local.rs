@@ -135,7 +135,13 @@ impl Backend for LocalBackend {
             }
             names.sort();
             for (name, is_dir) in names {
-                let child = format!("{rel}/{name}");
+                // Listing the root (rel "") must give "name", not "/name",
+                // which `full` would turn into an absolute path.
+                let child = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
                 if is_dir {
                     walk(me, &child, f)?;
                 } else {
