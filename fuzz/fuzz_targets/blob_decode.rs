@@ -2,12 +2,13 @@
 //! the rest (sets the payload length and recomputes the keyless checksum)
 //! so that decryption, decompression and the length and id checks are
 //! reached; bit 1 instead uses the rest as a plaintext to encode, which
-//! must decode back to itself under both codecs.
+//! must decode back to itself under both codecs; bit 2 prefixes a valid
+//! magic and version byte. Bits 4-5 pick the expected blob type.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use vmkeep_format::blob::{self, BlobType, Codec};
-use vmkeep_format::{MasterKey, ObjectId};
+use vmkeep_format::{magic, MasterKey, ObjectId};
 
 fuzz_target!(|input: &[u8]| {
     let Some((&mode, data)) = input.split_first() else {
@@ -30,7 +31,12 @@ fuzz_target!(|input: &[u8]| {
         return;
     }
 
-    let mut b = data.to_vec();
+    let mut b = Vec::with_capacity(data.len() + 41);
+    if mode & 4 != 0 {
+        b.extend_from_slice(&magic::magic(magic::BLOB));
+        b.push(blob::VERSION);
+    }
+    b.extend_from_slice(data);
     if mode & 1 != 0 {
         if b.len() < 32 {
             return;

@@ -93,6 +93,9 @@ fn keyslot() -> KeySlot {
     }
 }
 
+/// Decodes; `Ok(Some(bytes))` carries a document's re-encoding.
+type DecodeFn = Box<dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, FormatError>>;
+
 /// A decoder under test: its name, a valid encoding, a function that
 /// decodes and (for documents) re-encodes, and where its version lives.
 struct Case {
@@ -100,7 +103,7 @@ struct Case {
     valid: Vec<u8>,
     /// Decodes; on success returns the re-encoding when it must equal the
     /// input (documents), `None` for blobs.
-    decode: Box<dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, FormatError>>,
+    decode: DecodeFn,
     /// true: u16 version at bytes 8..10; false: u8 version at byte 8.
     u16_version: bool,
 }
@@ -287,7 +290,7 @@ fn blob_header_fields_are_checked() {
     malformed(&|b| b[10] = 4); // unknown flag bit
     malformed(&|b| b[10] = 0x80);
     malformed(&|b| b[11] = 1); // reserved byte
-    malformed(&|b| b[12..16].copy_from_slice(&(64u32 << 20 | 1).to_le_bytes()));
+    malformed(&|b| b[12..16].copy_from_slice(&((64u32 << 20) | 1).to_le_bytes()));
     // A payload length that disagrees with the file length.
     for n in [0u32, 4, 6, 1000, u32::MAX] {
         let mut b = valid.clone();
@@ -327,14 +330,32 @@ fn resealed_blob_damage_fails_decode() {
         };
         let id = c.id(&plain);
         let valid = c.encode(BlobType::Chunk, &id, &plain);
-        // Every byte from the plaintext-length field on (lengths, nonce,
-        // payload), each bit, resealed: checksum passes, decode must fail.
+        // Every bit from the plaintext-length field on (lengths, nonce,
+        // payload), resealed so the checksum passes. Encrypted: AES-GCM
+        // authenticates all of it, so decode must fail. Unencrypted: decode
+        // must fail or return exactly the original plaintext (the id check);
+        // the zstd frame has bits no decoder reads (e.g. the reserved bit of
+        // its header descriptor), and the unused nonce is not checked
+        // (SPEC.md §6 does not ask for it).
+        let mut accepted = 0;
         for bit in 12 * 8..(valid.len() - 32) * 8 {
             let mut b = valid.clone();
             b[bit / 8] ^= 1 << (bit % 8);
             reseal(&mut b);
-            let r = c.decode(BlobType::Chunk, &id, &b);
-            assert!(r.is_err(), "bit {bit} (encrypted {encrypted}) decoded");
+            match c.decode(BlobType::Chunk, &id, &b) {
+                Err(_) => {}
+                Ok(p) => {
+                    assert!(!encrypted, "bit {bit} of an encrypted blob decoded");
+                    assert_eq!(p, plain, "bit {bit} decoded to wrong data");
+                    accepted += 1;
+                }
+            }
+        }
+        if encrypted {
+            assert_eq!(accepted, 0);
+        } else {
+            // The 96 nonce bits plus at most a few zstd header bits.
+            assert!((96..=104).contains(&accepted), "{accepted} flips accepted");
         }
         // Toggling the compressed flag and resealing must fail too.
         let mut b = valid.clone();

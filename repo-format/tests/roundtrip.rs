@@ -197,7 +197,7 @@ proptest! {
     fn blob_round_trip(
         plain in plaintext(),
         encrypted in any::<bool>(),
-        level in prop_oneof![Just(0i32), 1i32..=9, Just(19)],
+        level in prop_oneof![Just(0i32), -3i32..=9, Just(19)],
         ty in blob_type(),
     ) {
         let c = codec(encrypted, level);
@@ -209,7 +209,7 @@ proptest! {
         prop_assert_eq!(h.encrypted, encrypted);
         prop_assert_eq!(h.plain_len, plain.len());
         prop_assert_eq!(b.len(), 64 + h.payload_len);
-        if level == 0 {
+        if level <= 0 {
             prop_assert!(!h.compressed);
         }
         // Stored uncompressed exactly when compression would not help.
@@ -334,6 +334,23 @@ proptest! {
             prop_assert_eq!(plain, doc);
         }
     }
+}
+
+/// SPEC.md §6: compression is enabled only at levels > 0; zstd's negative
+/// ("fast") levels must not compress.
+#[test]
+fn non_positive_levels_store_uncompressed() {
+    let plain = b"zeros and more zeros ".repeat(500);
+    for level in [-7, -1, 0] {
+        for c in [codec(false, level), codec(true, level)] {
+            let id = c.id(&plain);
+            let b = c.encode(BlobType::Chunk, &id, &plain);
+            assert!(!blob::check(&b).unwrap().compressed, "level {level}");
+            assert_eq!(c.decode(BlobType::Chunk, &id, &b).unwrap(), plain);
+        }
+    }
+    let b = codec(false, 1).encode(BlobType::Chunk, &ObjectId::ZERO, &plain);
+    assert!(blob::check(&b).unwrap().compressed);
 }
 
 /// Exhaustive: every single-bit flip of small blobs, in all four

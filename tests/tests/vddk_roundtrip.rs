@@ -19,7 +19,7 @@ fn write_pattern(t: &mut VddkTarget, size: u64) -> Vec<u8> {
     // written explicitly as zeros.
     let piece = 256 * 1024;
     for (i, off) in (0..size).step_by(piece).enumerate() {
-        if off >= 2 * MIB && off < 3 * MIB {
+        if (2 * MIB..3 * MIB).contains(&off) {
             continue;
         }
         let data = random_bytes(i as u64 + 1, piece);

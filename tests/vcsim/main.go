@@ -261,8 +261,17 @@ func (h *harness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	method, _ := simulator.UnmarshalBody(types.TypeFunc(), body)
 	if name == "CreateSnapshot_Task" && method != nil {
 		if req, ok := method.Body.(*types.CreateSnapshot_Task); ok && req.Quiesce && h.failQuiesce {
-			writeFault(w, "An error occurred while quiescing the virtual machine.", "ApplicationQuiesceFault", "")
-			return
+			// Like vCenter: the call starts a task, and the task fails.
+			if vm, ok := simulator.Map.Get(method.This).(*simulator.VirtualMachine); ok {
+				task := simulator.CreateTask(vm, "createSnapshot", func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
+					return nil, &types.ApplicationQuiesceFault{}
+				})
+				ref := task.Run()
+				writeEnvelope(w, http.StatusOK, fmt.Sprintf(
+					`<CreateSnapshot_TaskResponse xmlns="urn:vim25"><returnval type="Task">%s</returnval></CreateSnapshot_TaskResponse>`,
+					xmlEscape(ref.Value)))
+				return
+			}
 		}
 		if vm, ok := simulator.Map.Get(method.This).(*simulator.VirtualMachine); ok && vm.Snapshot != nil {
 			before = vm.Snapshot.CurrentSnapshot

@@ -123,13 +123,28 @@ pub struct UserSession {
     pub full_name: String,
 }
 
+/// User name and password kept for re-login; `Debug` never shows the password.
+struct Credentials {
+    user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
 /// A connection to vCenter or ESXi.
 #[derive(Debug)]
 pub struct Client {
     pub(crate) t: Transport,
     pub(crate) sc: ServiceContent,
     pub(crate) task_timeout: Duration,
-    creds: Mutex<Option<(String, String)>>,
+    creds: Mutex<Option<Credentials>>,
     logged_in: AtomicBool,
     relogins: AtomicU32,
 }
@@ -170,7 +185,10 @@ impl Client {
     pub fn login_with(&self, user: &str, password: &str) -> Result<UserSession> {
         let s = self.do_login(user, password)?;
         if let Ok(mut g) = self.creds.lock() {
-            *g = Some((user.to_string(), password.to_string()));
+            *g = Some(Credentials {
+                user: user.to_string(),
+                password: password.to_string(),
+            });
         }
         Ok(s)
     }
@@ -242,7 +260,11 @@ impl Client {
     pub fn call(&self, method: &str, params: &str) -> Result<(Document, Element)> {
         match self.t.call(method, params) {
             Err(e) if matches!(e.fault(), Some(Fault::NotAuthenticated)) && method != "Login" => {
-                let creds = self.creds.lock().ok().and_then(|g| g.clone());
+                let creds = self
+                    .creds
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.as_ref().map(|c| (c.user.clone(), c.password.clone())));
                 let Some((user, password)) = creds else {
                     return Err(e);
                 };
@@ -278,5 +300,15 @@ mod tests {
         assert_eq!(sc.about.api_version, "8.0.2.0");
         assert_eq!(sc.about.api_type, "VirtualCenter");
         assert!(sc.view_manager.is_some());
+    }
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let c = Credentials {
+            user: "admin".into(),
+            password: "s3cret".into(),
+        };
+        let d = format!("{c:?}");
+        assert!(d.contains("admin") && !d.contains("s3cret"), "{d}");
     }
 }

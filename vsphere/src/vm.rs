@@ -65,6 +65,17 @@ pub struct SnapshotNode {
     pub children: Vec<SnapshotNode>,
 }
 
+impl SnapshotNode {
+    /// This node and all its descendants, depth first.
+    pub fn flatten(&self) -> Vec<&SnapshotNode> {
+        let mut out = vec![self];
+        for c in &self.children {
+            out.extend(c.flatten());
+        }
+        out
+    }
+}
+
 /// What a backup needs to know about a VM.
 #[derive(Clone, Debug)]
 pub struct VmInfo {
@@ -92,6 +103,14 @@ pub struct VmInfo {
     pub current_snapshot: Option<MoRef>,
     /// The whole VirtualMachineConfigInfo as a standalone XML document.
     pub config_xml: String,
+}
+
+impl VmInfo {
+    /// Every snapshot of the VM, depth first (e.g. to find ones a crashed
+    /// run left behind, by name or description).
+    pub fn all_snapshots(&self) -> Vec<&SnapshotNode> {
+        self.snapshots.iter().flat_map(|n| n.flatten()).collect()
+    }
 }
 
 /// One line of `vm list`.
@@ -330,6 +349,8 @@ mod tests {
         assert_eq!(t[0].name, "a");
         assert_eq!(t[0].children[0].snapshot.value, "snapshot-2");
         assert!(t[0].children[0].quiesced);
+        let names: Vec<_> = t[0].flatten().iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
     }
 
     #[test]
