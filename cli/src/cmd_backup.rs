@@ -60,7 +60,11 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
     };
     let capacity = source.capacity();
     let parent_spec = match &a.parent {
-        Some(spec) => Some(repo.resolve_generation(spec).map_err(|e| anyhow::anyhow!("parent generation {spec}: {e}"))?.0),
+        Some(spec) => Some(
+            repo.resolve_generation(spec)
+                .map_err(|e| anyhow::anyhow!("parent generation {spec}: {e}"))?
+                .0,
+        ),
         None => None,
     };
     let _lock = context::lock(&repo, vmkeep_engine::lock::Mode::Shared, parent_spec)?;

@@ -32,9 +32,18 @@ pub fn verify(g: &Global, a: &VerifyArgs) -> anyhow::Result<u8> {
     } else {
         let repo = context::open_repo(g)?;
         let _lock = context::lock(&repo, vmkeep_engine::lock::Mode::Shared, None)?;
-        let idx = if a.quarantine { Some(context::open_index(g, &repo)?) } else { None };
+        let idx = if a.quarantine {
+            Some(context::open_index(g, &repo)?)
+        } else {
+            None
+        };
         let ix = idx.as_ref().map(|i| i as &dyn vmkeep_engine::index::Index);
-        verify::verify(&repo, ix, a.read_data_subset.unwrap_or(Subset::All), a.quarantine)?
+        verify::verify(
+            &repo,
+            ix,
+            a.read_data_subset.unwrap_or(Subset::All),
+            a.quarantine,
+        )?
     };
     if g.json {
         println!(
@@ -75,8 +84,16 @@ pub fn verify(g: &Global, a: &VerifyArgs) -> anyhow::Result<u8> {
             "checked {} chunks ({}){}; {}",
             report.chunks_checked,
             size(report.bytes_checked),
-            if a.keyless { String::new() } else { format!(" of {} referenced", report.chunks_referenced) },
-            if report.clean() { "no damage found".to_string() } else { format!("{} damaged objects", report.damage.len()) }
+            if a.keyless {
+                String::new()
+            } else {
+                format!(" of {} referenced", report.chunks_referenced)
+            },
+            if report.clean() {
+                "no damage found".to_string()
+            } else {
+                format!("{} damaged objects", report.damage.len())
+            }
         );
     }
     Ok(if report.clean() { 0 } else { DAMAGED })
@@ -134,15 +151,20 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> anyhow::Result<()> {
     let repo = context::open_repo(g)?;
     let _lock = context::lock(&repo, vmkeep_engine::lock::Mode::Shared, None)?;
     // Parents of running backups stay: those backups read entries from them.
-    let in_use: std::collections::HashSet<_> = vmkeep_engine::lock::live_others(repo.backend().as_ref(), Some(&_lock.name()))?
-        .into_iter()
-        .filter_map(|l| l.parent)
-        .collect();
+    let in_use: std::collections::HashSet<_> =
+        vmkeep_engine::lock::live_others(repo.backend().as_ref(), Some(&_lock.name()))?
+            .into_iter()
+            .filter_map(|l| l.parent)
+            .collect();
     let gens = repo.generations()?;
-    let mut by_source: std::collections::BTreeMap<String, Vec<(vmkeep_format::ObjectId, i64)>> = Default::default();
+    let mut by_source: std::collections::BTreeMap<String, Vec<(vmkeep_format::ObjectId, i64)>> =
+        Default::default();
     for (id, gen) in &gens {
         if a.source.as_ref().is_none_or(|s| s == &gen.source) {
-            by_source.entry(gen.source.clone()).or_default().push((*id, gen.started));
+            by_source
+                .entry(gen.source.clone())
+                .or_default()
+                .push((*id, gen.started));
         }
     }
     let now = vmkeep_engine::repo::Repository::now();
@@ -150,10 +172,17 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> anyhow::Result<()> {
     for (source, list) in by_source {
         let mut items = Vec::new();
         for (id, t) in &list {
-            items.push(Item { key: id.to_hex(), time: *t, protected: repo.is_protected(id)? || in_use.contains(id) });
+            items.push(Item {
+                key: id.to_hex(),
+                time: *t,
+                protected: repo.is_protected(id)? || in_use.contains(id),
+            });
         }
         let v = retention::decide(&items, &p, now, offset);
-        let mut rows: Vec<_> = list.iter().map(|(id, t)| (*t, *id, v[&id.to_hex()].clone())).collect();
+        let mut rows: Vec<_> = list
+            .iter()
+            .map(|(id, t)| (*t, *id, v[&id.to_hex()].clone()))
+            .collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.0));
         for (t, id, verdict) in rows {
             let (keep, why) = match &verdict {
@@ -166,7 +195,13 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> anyhow::Result<()> {
             if !g.json {
                 println!(
                     "{} {} {} {:<20} {}",
-                    if keep { "keep  " } else if a.dry_run { "would remove" } else { "remove" },
+                    if keep {
+                        "keep  "
+                    } else if a.dry_run {
+                        "would remove"
+                    } else {
+                        "remove"
+                    },
                     id.short(),
                     time(t, off_secs),
                     source,
@@ -200,7 +235,15 @@ pub fn protect(g: &Global, a: &ProtectArgs) -> anyhow::Result<()> {
     if g.json {
         println!("{}", json!({"id": id.to_hex(), "protected": !a.remove}));
     } else {
-        println!("generation {} is {}", id.short(), if a.remove { "no longer protected" } else { "protected" });
+        println!(
+            "generation {} is {}",
+            id.short(),
+            if a.remove {
+                "no longer protected"
+            } else {
+                "protected"
+            }
+        );
     }
     Ok(())
 }
@@ -243,7 +286,9 @@ pub fn unlock(g: &Global, a: &UnlockArgs) -> anyhow::Result<()> {
     let b = context::backend(g)?;
     vmkeep_engine::repo::Repository::read_config(b.as_ref())?;
     if a.all {
-        eprintln!("vmkeep: warning: removing every lock; a running backup or gc loses its protection");
+        eprintln!(
+            "vmkeep: warning: removing every lock; a running backup or gc loses its protection"
+        );
     }
     let removed = vmkeep_engine::lock::unlock(b.as_ref(), a.all)?;
     for l in &removed {
@@ -252,7 +297,10 @@ pub fn unlock(g: &Global, a: &UnlockArgs) -> anyhow::Result<()> {
         }
     }
     if g.json {
-        println!("{}", json!({"removed": removed.iter().map(|l| l.describe()).collect::<Vec<_>>()}));
+        println!(
+            "{}",
+            json!({"removed": removed.iter().map(|l| l.describe()).collect::<Vec<_>>()})
+        );
     } else if removed.is_empty() {
         println!("no stale locks");
     }

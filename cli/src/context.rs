@@ -99,5 +99,10 @@ pub fn lock(
     parent: Option<vmkeep_format::ObjectId>,
 ) -> anyhow::Result<vmkeep_engine::lock::Lock> {
     let cmd: Vec<String> = std::env::args().collect();
-    Ok(vmkeep_engine::lock::Lock::acquire(repo.backend().clone(), mode, &cmd.join(" "), parent)?)
+    Ok(vmkeep_engine::lock::Lock::acquire(
+        repo.backend().clone(),
+        mode,
+        &cmd.join(" "),
+        parent,
+    )?)
 }

@@ -84,13 +84,17 @@ fn mark(repo: &Repository) -> Result<(Marks, u64)> {
     let mut m = Marks::default();
     let ids = repo.generation_ids()?;
     for gid in &ids {
-        let g = repo.load_generation(gid).map_err(|e| gc_refuses(format!("generation {}: {e}", gid.short())))?;
+        let g = repo
+            .load_generation(gid)
+            .map_err(|e| gc_refuses(format!("generation {}: {e}", gid.short())))?;
         for d in &g.disks {
             if m.has(BlobType::Manifest, &d.manifest) {
                 continue;
             }
             m.add(BlobType::Manifest, &d.manifest);
-            let man = repo.load_manifest(&d.manifest).map_err(|e| gc_refuses(e.to_string()))?;
+            let man = repo
+                .load_manifest(&d.manifest)
+                .map_err(|e| gc_refuses(e.to_string()))?;
             for pid in &man.pages {
                 if m.has(BlobType::ManifestPage, pid) {
                     continue;
@@ -118,7 +122,12 @@ pub fn gc(repo: &Repository, index: Option<&dyn Index>, own_lock: &str) -> Resul
 }
 
 /// [`gc`] with a chosen clock margin in seconds (tests use 0).
-pub fn gc_with_margin(repo: &Repository, index: Option<&dyn Index>, own_lock: &str, margin: i64) -> Result<GcReport> {
+pub fn gc_with_margin(
+    repo: &Repository,
+    index: Option<&dyn Index>,
+    own_lock: &str,
+    margin: i64,
+) -> Result<GcReport> {
     let b = repo.backend();
     let t0 = now_unix();
     let mut report = GcReport::default();
@@ -153,7 +162,11 @@ pub fn gc_with_margin(repo: &Repository, index: Option<&dyn Index>, own_lock: &s
                 _ => continue,
             }
             if !log_written {
-                b.put(&format!("trashlog/{batch}"), b"sweeping\n", Durability::Immediate)?;
+                b.put(
+                    &format!("trashlog/{batch}"),
+                    b"sweeping\n",
+                    Durability::Immediate,
+                )?;
                 log_written = true;
             }
             if let Some(ix) = index {
@@ -166,7 +179,11 @@ pub fn gc_with_margin(repo: &Repository, index: Option<&dyn Index>, own_lock: &s
         }
     }
     if log_written {
-        b.put(&format!("trashlog/{batch}"), format!("{}\n", now_unix()).as_bytes(), Durability::Immediate)?;
+        b.put(
+            &format!("trashlog/{batch}"),
+            format!("{}\n", now_unix()).as_bytes(),
+            Durability::Immediate,
+        )?;
     }
 
     // Phase 2: empty every batch whose concurrent backups have all finished.
@@ -182,7 +199,10 @@ pub fn gc_with_margin(repo: &Repository, index: Option<&dyn Index>, own_lock: &s
     let mut ready = Vec::new();
     for name in batches {
         let end: i64 = match b.get(&format!("trashlog/{name}"))? {
-            Some(raw) => String::from_utf8_lossy(&raw).trim().parse().unwrap_or(i64::MAX),
+            Some(raw) => String::from_utf8_lossy(&raw)
+                .trim()
+                .parse()
+                .unwrap_or(i64::MAX),
             None => continue,
         };
         // A batch whose sweep never finished (crash) counts as ending now.

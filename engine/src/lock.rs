@@ -50,7 +50,10 @@ impl Mode {
         })
     }
     fn conflicts(self, other: Mode) -> bool {
-        matches!((self, other), (Mode::Exclusive, _) | (_, Mode::Exclusive) | (Mode::Gc, Mode::Gc))
+        matches!(
+            (self, other),
+            (Mode::Exclusive, _) | (_, Mode::Exclusive) | (Mode::Gc, Mode::Gc)
+        )
     }
 }
 
@@ -137,7 +140,8 @@ impl LockInfo {
         if now - self.refreshed > STALE_AFTER {
             return true;
         }
-        self.host == crate::backup::hostname() && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+        self.host == crate::backup::hostname()
+            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 
     /// One line for error messages.
@@ -201,7 +205,12 @@ pub struct Lock {
 
 impl Lock {
     /// Takes a lock or fails naming the holder of a conflicting one.
-    pub fn acquire(backend: Arc<dyn Backend>, mode: Mode, command: &str, parent: Option<ObjectId>) -> Result<Lock> {
+    pub fn acquire(
+        backend: Arc<dyn Backend>,
+        mode: Mode,
+        command: &str,
+        parent: Option<ObjectId>,
+    ) -> Result<Lock> {
         let mut r = [0u8; 8];
         getrandom::getrandom(&mut r).expect("operating system random source failed");
         let now = now_unix();
@@ -220,7 +229,10 @@ impl Lock {
         let others = live_others(backend.as_ref(), Some(&info.name))?;
         if let Some(c) = others.iter().find(|o| mode.conflicts(o.mode)) {
             let _ = backend.delete(&path);
-            return Err(Error::Locked { repo: backend.location(), holder: c.describe() });
+            return Err(Error::Locked {
+                repo: backend.location(),
+                holder: c.describe(),
+            });
         }
         let info = Arc::new(Mutex::new(info));
         let stop = Arc::new(AtomicBool::new(false));
@@ -237,7 +249,11 @@ impl Lock {
                             waited = Duration::ZERO;
                             let mut li = i.lock().expect("poisoned");
                             li.refreshed = now_unix();
-                            if let Err(e) = b.put(&format!("locks/{}", li.name), &li.encode(), Durability::Immediate) {
+                            if let Err(e) = b.put(
+                                &format!("locks/{}", li.name),
+                                &li.encode(),
+                                Durability::Immediate,
+                            ) {
                                 log::warn!("cannot refresh lock {}: {e}", li.name);
                             }
                         }
@@ -245,7 +261,12 @@ impl Lock {
                 })
                 .ok()
         };
-        Ok(Lock { backend, info, stop, refresher })
+        Ok(Lock {
+            backend,
+            info,
+            stop,
+            refresher,
+        })
     }
 
     /// The lock's file name.

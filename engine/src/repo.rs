@@ -113,7 +113,10 @@ impl Repository {
         vmkeep_format::manifest::check_chunk_size(o.chunk_size)
             .map_err(|e| Error::Invalid(e.to_string()))?;
         if !(0..=22).contains(&o.zstd_level) {
-            return Err(Error::Invalid(format!("zstd level {} is not in 0..=22", o.zstd_level)));
+            return Err(Error::Invalid(format!(
+                "zstd level {} is not in 0..=22",
+                o.zstd_level
+            )));
         }
         let mut id = [0u8; 16];
         getrandom::getrandom(&mut id).expect("operating system random source failed");
@@ -449,7 +452,10 @@ impl Repository {
     /// collection). Protected generations are refused.
     pub fn forget_generation(&self, id: &ObjectId) -> Result<()> {
         if self.is_protected(id)? {
-            return Err(Error::Invalid(format!("generation {} is protected", id.short())));
+            return Err(Error::Invalid(format!(
+                "generation {} is protected",
+                id.short()
+            )));
         }
         self.backend.delete(&object_path(BlobType::Generation, id))
     }

@@ -58,7 +58,13 @@ fn period(kind: &str, t: i64, off: UtcOffset) -> String {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
         .to_offset(off);
     match kind {
-        "hourly" => format!("{}-{:02}-{:02} {:02}h", d.year(), d.month() as u8, d.day(), d.hour()),
+        "hourly" => format!(
+            "{}-{:02}-{:02} {:02}h",
+            d.year(),
+            d.month() as u8,
+            d.day(),
+            d.hour()
+        ),
         "daily" => format!("{}-{:02}-{:02}", d.year(), d.month() as u8, d.day()),
         "weekly" => {
             let (y, w, _) = d.to_iso_week_date();
@@ -118,19 +124,27 @@ pub fn decide(items: &[Item], p: &Policy, now: i64, offset: UtcOffset) -> HashMa
                 continue;
             }
             if taken.contains(&s) {
-                out.insert(it.key.clone(), Verdict::Remove(format!("older in {kind} period {s}")));
+                out.insert(
+                    it.key.clone(),
+                    Verdict::Remove(format!("older in {kind} period {s}")),
+                );
             } else {
                 if taken.len() >= n {
                     break;
                 }
                 taken.insert(s.clone());
-                let why = if kind == "last" { "last".to_string() } else { format!("{kind} {s}") };
+                let why = if kind == "last" {
+                    "last".to_string()
+                } else {
+                    format!("{kind} {s}")
+                };
                 out.insert(it.key.clone(), Verdict::Keep(why));
             }
         }
     }
     for it in &order {
-        out.entry(it.key.clone()).or_insert_with(|| Verdict::Remove("no rule keeps it".into()));
+        out.entry(it.key.clone())
+            .or_insert_with(|| Verdict::Remove("no rule keeps it".into()));
     }
     out
 }
@@ -145,7 +159,9 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
             num.push(c);
             continue;
         }
-        let n: i64 = num.parse().map_err(|_| format!("{s:?}: expected NUMBER followed by h, d, w, m or y"))?;
+        let n: i64 = num
+            .parse()
+            .map_err(|_| format!("{s:?}: expected NUMBER followed by h, d, w, m or y"))?;
         num.clear();
         let unit = match c {
             'h' => 3600,
@@ -155,10 +171,14 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
             'y' => 365 * 86400,
             _ => return Err(format!("{s:?}: unknown unit {c:?} (use h, d, w, m, y)")),
         };
-        total = total.checked_add(n.checked_mul(unit).ok_or("duration too long")?).ok_or("duration too long")?;
+        total = total
+            .checked_add(n.checked_mul(unit).ok_or("duration too long")?)
+            .ok_or("duration too long")?;
     }
     if !num.is_empty() || total == 0 {
-        return Err(format!("{s:?}: expected NUMBER followed by h, d, w, m or y"));
+        return Err(format!(
+            "{s:?}: expected NUMBER followed by h, d, w, m or y"
+        ));
     }
     Ok(total)
 }

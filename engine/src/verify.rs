@@ -39,15 +39,26 @@ impl Subset {
     /// Parses `N/M` or `P%`.
     pub fn parse(s: &str) -> std::result::Result<Self, String> {
         if let Some(p) = s.strip_suffix('%') {
-            let v: f64 = p.trim().parse().map_err(|_| format!("{s:?}: not a percentage"))?;
+            let v: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("{s:?}: not a percentage"))?;
             if !(v > 0.0 && v <= 100.0) {
                 return Err(format!("{s:?}: the percentage must be in (0, 100]"));
             }
             return Ok(Subset::Percent(v));
         }
-        let (n, m) = s.split_once('/').ok_or_else(|| format!("{s:?}: expected N/M or P%"))?;
-        let n: u32 = n.trim().parse().map_err(|_| format!("{s:?}: N is not a number"))?;
-        let m: u32 = m.trim().parse().map_err(|_| format!("{s:?}: M is not a number"))?;
+        let (n, m) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: expected N/M or P%"))?;
+        let n: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: N is not a number"))?;
+        let m: u32 = m
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: M is not a number"))?;
         if m == 0 || n == 0 || n > m {
             return Err(format!("{s:?}: need 1 <= N <= M"));
         }
@@ -108,7 +119,12 @@ impl VerifyReport {
 }
 
 /// Keyed verification of every generation.
-pub fn verify(repo: &Repository, index: Option<&dyn Index>, subset: Subset, quarantine: bool) -> Result<VerifyReport> {
+pub fn verify(
+    repo: &Repository,
+    index: Option<&dyn Index>,
+    subset: Subset,
+    quarantine: bool,
+) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let mut gen_ids = repo.generation_ids()?;
     gen_ids.sort();
@@ -119,12 +135,19 @@ pub fn verify(repo: &Repository, index: Option<&dyn Index>, subset: Subset, quar
     let mut seen_meta: HashMap<(u8, ObjectId), Option<String>> = HashMap::new();
     for gid in gen_ids {
         let gi = verdicts.len() as u32;
-        let mut v = GenerationVerdict { id: gid, source: String::new(), damaged: Vec::new() };
+        let mut v = GenerationVerdict {
+            id: gid,
+            source: String::new(),
+            damaged: Vec::new(),
+        };
         let g = match repo.load_generation(&gid) {
             Ok(g) => g,
             Err(e) => {
                 let path = object_path(BlobType::Generation, &gid);
-                damage.push(Damage { path: path.clone(), problem: e.to_string() });
+                damage.push(Damage {
+                    path: path.clone(),
+                    problem: e.to_string(),
+                });
                 v.damaged.push(path);
                 verdicts.push(v);
                 continue;
@@ -140,7 +163,10 @@ pub fn verify(repo: &Repository, index: Option<&dyn Index>, subset: Subset, quar
                 Err(e) => {
                     let path = object_path(BlobType::Manifest, &d.manifest);
                     if seen_meta.insert(mkey, Some(path.clone())).is_none() {
-                        damage.push(Damage { path: path.clone(), problem: e.to_string() });
+                        damage.push(Damage {
+                            path: path.clone(),
+                            problem: e.to_string(),
+                        });
                     }
                     v.damaged.push(path);
                     continue;
@@ -148,11 +174,12 @@ pub fn verify(repo: &Repository, index: Option<&dyn Index>, subset: Subset, quar
             };
             for (p, pid) in m.pages.iter().enumerate() {
                 let page = repo.load_page(pid).and_then(|page| {
-                    m.check_page(p, &page).map_err(|source| crate::Error::Object {
-                        what: "manifest page",
-                        id: pid.to_hex(),
-                        source,
-                    })?;
+                    m.check_page(p, &page)
+                        .map_err(|source| crate::Error::Object {
+                            what: "manifest page",
+                            id: pid.to_hex(),
+                            source,
+                        })?;
                     Ok(page)
                 });
                 match page {
@@ -166,8 +193,14 @@ pub fn verify(repo: &Repository, index: Option<&dyn Index>, subset: Subset, quar
                     }
                     Err(e) => {
                         let path = object_path(BlobType::ManifestPage, pid);
-                        if seen_meta.insert((BlobType::ManifestPage as u8, *pid), Some(path.clone())).is_none() {
-                            damage.push(Damage { path: path.clone(), problem: e.to_string() });
+                        if seen_meta
+                            .insert((BlobType::ManifestPage as u8, *pid), Some(path.clone()))
+                            .is_none()
+                        {
+                            damage.push(Damage {
+                                path: path.clone(),
+                                problem: e.to_string(),
+                            });
                         }
                         v.damaged.push(path);
                     }
@@ -177,7 +210,11 @@ pub fn verify(repo: &Repository, index: Option<&dyn Index>, subset: Subset, quar
         verdicts.push(v);
     }
     report.chunks_referenced = refs.len() as u64;
-    let selected: Vec<ObjectId> = refs.keys().filter(|id| subset.selects(id)).copied().collect();
+    let selected: Vec<ObjectId> = refs
+        .keys()
+        .filter(|id| subset.selects(id))
+        .copied()
+        .collect();
     let bad = Mutex::new(Vec::new());
     let bytes: u64 = selected
         .par_iter()
@@ -224,10 +261,16 @@ pub fn quarantine_object(b: &dyn Backend, path: &str) -> Result<()> {
 pub fn verify_keyless(b: &dyn Backend) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     match b.get("config")? {
-        None => report.damage.push(Damage { path: "config".into(), problem: "missing".into() }),
+        None => report.damage.push(Damage {
+            path: "config".into(),
+            problem: "missing".into(),
+        }),
         Some(raw) => {
             if let Err(e) = vmkeep_format::config::RepoConfig::decode(&raw) {
-                report.damage.push(Damage { path: "config".into(), problem: e.to_string() });
+                report.damage.push(Damage {
+                    path: "config".into(),
+                    problem: e.to_string(),
+                });
             }
         }
     }
@@ -239,11 +282,19 @@ pub fn verify_keyless(b: &dyn Backend) -> Result<VerifyReport> {
     for k in keys {
         if let Some(raw) = b.get(&k)? {
             if let Err(e) = vmkeep_format::keyfile::KeySlot::decode(&raw) {
-                report.damage.push(Damage { path: k, problem: e.to_string() });
+                report.damage.push(Damage {
+                    path: k,
+                    problem: e.to_string(),
+                });
             }
         }
     }
-    for ty in [BlobType::Generation, BlobType::Manifest, BlobType::ManifestPage, BlobType::Chunk] {
+    for ty in [
+        BlobType::Generation,
+        BlobType::Manifest,
+        BlobType::ManifestPage,
+        BlobType::Chunk,
+    ] {
         let mut paths = Vec::new();
         b.list(object_dir(ty), &mut |p| {
             paths.push(p.to_string());
@@ -252,13 +303,21 @@ pub fn verify_keyless(b: &dyn Backend) -> Result<VerifyReport> {
         let found: Vec<(u64, Option<Damage>)> = paths
             .par_iter()
             .map(|p| -> Result<(u64, Option<Damage>)> {
-                let Some(raw) = b.get(p)? else { return Ok((0, None)) };
+                let Some(raw) = b.get(p)? else {
+                    return Ok((0, None));
+                };
                 let d = match blob::check(&raw) {
                     Ok(h) if h.ty == ty => None,
                     Ok(h) => Some(format!("holds a {} blob", h.ty.name())),
                     Err(e) => Some(e.to_string()),
                 };
-                Ok((raw.len() as u64, d.map(|problem| Damage { path: p.clone(), problem })))
+                Ok((
+                    raw.len() as u64,
+                    d.map(|problem| Damage {
+                        path: p.clone(),
+                        problem,
+                    }),
+                ))
             })
             .collect::<Result<_>>()?;
         for (n, d) in found {

@@ -57,12 +57,18 @@ fn backend_suite(b: &dyn Backend) {
     assert!(matches!(r, Err(vmkeep_engine::Error::Interrupted)));
     b.sync().unwrap();
     // Modification times move forward with touch; rename moves objects.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     assert!((b.modified("manifests/two").unwrap().unwrap() - now).abs() < 60);
     assert_eq!(b.modified("nothing/there").unwrap(), None);
     b.rename("manifests/two", "trash/1/manifests/two").unwrap();
     assert!(!b.exists("manifests/two").unwrap());
-    assert_eq!(b.get("trash/1/manifests/two").unwrap().as_deref(), Some(&b"second"[..]));
+    assert_eq!(
+        b.get("trash/1/manifests/two").unwrap().as_deref(),
+        Some(&b"second"[..])
+    );
     b.rename("trash/1/manifests/two", "manifests/two").unwrap();
     b.delete("chunks/aa/one").unwrap();
     assert!(!b.exists("chunks/aa/one").unwrap());

@@ -66,7 +66,11 @@ impl DiskTarget for Out {
 fn new_repo(dir: &std::path::Path) -> Repository {
     let o = InitOptions {
         chunk_size: CS,
-        kdf: KdfParams { memory_kib: 64, iterations: 1, lanes: 1 },
+        kdf: KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            lanes: 1,
+        },
         ..Default::default()
     };
     Repository::init(Arc::new(LocalBackend::new(dir)), Some(b"pw"), &o).unwrap()
@@ -113,7 +117,13 @@ fn dependencies(repo: &Repository, gid: &ObjectId) -> BTreeSet<String> {
         let m = repo.load_manifest(&d.manifest).unwrap();
         for p in &m.pages {
             s.insert(object_path(BlobType::ManifestPage, p));
-            for c in repo.load_page(p).unwrap().entries.iter().filter(|c| !c.is_zero()) {
+            for c in repo
+                .load_page(p)
+                .unwrap()
+                .entries
+                .iter()
+                .filter(|c| !c.is_zero())
+            {
                 s.insert(object_path(BlobType::Chunk, c));
             }
         }
@@ -145,8 +155,15 @@ fn bit_rot_is_reported_for_exactly_the_generations_that_depend_on_it() {
         let gid = backup(&repo, &ix, &data, if i % 2 == 0 { "a" } else { "b" });
         gens.insert(gid, data.clone());
     }
-    let deps: BTreeMap<ObjectId, BTreeSet<String>> = gens.keys().map(|g| (*g, dependencies(&repo, g))).collect();
-    let mut files: Vec<String> = deps.values().flatten().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    let deps: BTreeMap<ObjectId, BTreeSet<String>> =
+        gens.keys().map(|g| (*g, dependencies(&repo, g))).collect();
+    let mut files: Vec<String> = deps
+        .values()
+        .flatten()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     files.sort();
     for trial in 0..100 {
         let victim = &files[rng.gen_range(0..files.len())];
@@ -157,24 +174,42 @@ fn bit_rot_is_reported_for_exactly_the_generations_that_depend_on_it() {
         bad[bit / 8] ^= 1 << (bit % 8);
         std::fs::write(&path, &bad).unwrap();
 
-        let expected: BTreeSet<ObjectId> =
-            deps.iter().filter(|(_, s)| s.contains(victim)).map(|(g, _)| *g).collect();
+        let expected: BTreeSet<ObjectId> = deps
+            .iter()
+            .filter(|(_, s)| s.contains(victim))
+            .map(|(g, _)| *g)
+            .collect();
         let r = verify(&repo, None, Subset::All, false).unwrap();
-        let reported: BTreeSet<ObjectId> =
-            r.generations.iter().filter(|v| !v.damaged.is_empty()).map(|v| v.id).collect();
-        assert_eq!(reported, expected, "trial {trial}: flipped bit {bit} of {victim}");
+        let reported: BTreeSet<ObjectId> = r
+            .generations
+            .iter()
+            .filter(|v| !v.damaged.is_empty())
+            .map(|v| v.id)
+            .collect();
+        assert_eq!(
+            reported, expected,
+            "trial {trial}: flipped bit {bit} of {victim}"
+        );
         assert_eq!(r.damage.len(), 1, "trial {trial}: {:?}", r.damage);
         assert_eq!(&r.damage[0].path, victim);
         for (gid, want) in &gens {
             let got = restore(&repo, gid);
             if expected.contains(gid) {
-                let e = got.expect_err("a damaged generation must not restore").to_string();
+                let e = got
+                    .expect_err("a damaged generation must not restore")
+                    .to_string();
                 if victim.starts_with("chunks/") {
                     let hexid = victim.rsplit('/').next().unwrap();
-                    assert!(e.contains(hexid), "trial {trial}: error names the chunk: {e}");
+                    assert!(
+                        e.contains(hexid),
+                        "trial {trial}: error names the chunk: {e}"
+                    );
                 }
             } else {
-                assert!(got.unwrap() == *want, "trial {trial}: intact generation {gid:?} restores");
+                assert!(
+                    got.unwrap() == *want,
+                    "trial {trial}: intact generation {gid:?} restores"
+                );
             }
         }
         std::fs::write(&path, &orig).unwrap();
@@ -201,7 +236,8 @@ fn backups_and_gc_together_never_lose_a_referenced_chunk() {
             let mut data = base.clone();
             let mut n = 0;
             while std::time::Instant::now() < deadline {
-                let _l = Lock::acquire(r1.backend().clone(), Mode::Shared, "test backup", None).unwrap();
+                let _l =
+                    Lock::acquire(r1.backend().clone(), Mode::Shared, "test backup", None).unwrap();
                 data = disk(&mut rng, &data, 4);
                 let gid = backup(&r1, &i1, &data, "vm");
                 e1.lock().unwrap().insert(gid, data.clone());
@@ -218,11 +254,15 @@ fn backups_and_gc_together_never_lose_a_referenced_chunk() {
             let mut freed = 0;
             while std::time::Instant::now() < deadline {
                 let l = Lock::acquire(r2.backend().clone(), Mode::Gc, "test gc", None).unwrap();
-                let rep = vmkeep_engine::gc::gc_with_margin(&r2, Some(i2.as_ref()), &l.name(), 0).unwrap();
+                let rep = vmkeep_engine::gc::gc_with_margin(&r2, Some(i2.as_ref()), &l.name(), 0)
+                    .unwrap();
                 freed += rep.deleted;
                 std::thread::sleep(std::time::Duration::from_millis(150));
             }
-            assert!(freed > 0, "gc must have deleted something for the test to mean anything");
+            assert!(
+                freed > 0,
+                "gc must have deleted something for the test to mean anything"
+            );
         });
     });
     // After the storm: a final gc with nothing running empties the trash.

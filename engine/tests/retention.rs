@@ -12,7 +12,11 @@ fn t(dt: time::PrimitiveDateTime) -> i64 {
 
 fn items(list: &[(&str, i64)]) -> Vec<Item> {
     list.iter()
-        .map(|(k, ti)| Item { key: k.to_string(), time: *ti, protected: false })
+        .map(|(k, ti)| Item {
+            key: k.to_string(),
+            time: *ti,
+            protected: false,
+        })
         .collect()
 }
 
@@ -31,7 +35,10 @@ const UTC: UtcOffset = UtcOffset::UTC;
 #[test]
 fn keep_last_keeps_the_newest_n() {
     let g = items(&[("a", 100), ("b", 200), ("c", 300), ("d", 400)]);
-    let p = Policy { last: 2, ..Default::default() };
+    let p = Policy {
+        last: 2,
+        ..Default::default()
+    };
     assert_eq!(kept(&decide(&g, &p, 1000, UTC)), ["c", "d"]);
 }
 
@@ -44,9 +51,15 @@ fn daily_keeps_the_newest_of_each_day() {
         ("d3-a", t(datetime!(2026-03-03 08:00))),
         ("d3-b", t(datetime!(2026-03-03 09:00))),
     ]);
-    let p = Policy { daily: 2, ..Default::default() };
+    let p = Policy {
+        daily: 2,
+        ..Default::default()
+    };
     assert_eq!(kept(&decide(&g, &p, 0, UTC)), ["d2", "d3-b"]);
-    let p = Policy { daily: 5, ..Default::default() };
+    let p = Policy {
+        daily: 5,
+        ..Default::default()
+    };
     assert_eq!(kept(&decide(&g, &p, 0, UTC)), ["d1-late", "d2", "d3-b"]);
 }
 
@@ -59,7 +72,11 @@ fn later_options_skip_periods_earlier_options_covered() {
         ("d3-a", t(datetime!(2026-03-03 08:00))),
         ("d3-b", t(datetime!(2026-03-03 09:00))),
     ]);
-    let p = Policy { last: 1, daily: 2, ..Default::default() };
+    let p = Policy {
+        last: 1,
+        daily: 2,
+        ..Default::default()
+    };
     let v = decide(&g, &p, 0, UTC);
     assert_eq!(kept(&v), ["d1", "d2", "d3-b"]);
     assert!(matches!(&v["d3-a"], Verdict::Remove(_)));
@@ -72,7 +89,10 @@ fn days_depend_on_the_time_zone() {
         ("late", t(datetime!(2026-03-01 23:30))),
         ("next", t(datetime!(2026-03-02 10:00))),
     ]);
-    let p = Policy { daily: 2, ..Default::default() };
+    let p = Policy {
+        daily: 2,
+        ..Default::default()
+    };
     assert_eq!(kept(&decide(&g, &p, 0, UTC)), ["late", "next"]);
     let plus1 = UtcOffset::from_hms(1, 0, 0).unwrap();
     assert_eq!(kept(&decide(&g, &p, 0, plus1)), ["next"]);
@@ -95,7 +115,10 @@ fn weeks_are_iso_weeks_across_year_ends() {
         ("w53-sun", t(datetime!(2027-01-03 12:00))),
         ("w01-mon", t(datetime!(2027-01-04 12:00))),
     ]);
-    let p = Policy { weekly: 5, ..Default::default() };
+    let p = Policy {
+        weekly: 5,
+        ..Default::default()
+    };
     assert_eq!(kept(&decide(&g, &p, 0, UTC)), ["w01-mon", "w53-sun"]);
     let g = items(&[
         ("2024-12-29-sun", t(datetime!(2024-12-29 12:00))),
@@ -103,13 +126,19 @@ fn weeks_are_iso_weeks_across_year_ends() {
         ("2025-01-05-sun", t(datetime!(2025-01-05 12:00))),
     ]);
     // 12-30 and 01-05 share 2025-W01; 12-29 is 2024-W52.
-    assert_eq!(kept(&decide(&g, &p, 0, UTC)), ["2024-12-29-sun", "2025-01-05-sun"]);
+    assert_eq!(
+        kept(&decide(&g, &p, 0, UTC)),
+        ["2024-12-29-sun", "2025-01-05-sun"]
+    );
     // Monday 00:30 at UTC+2 is still Sunday in UTC: the week changes with the zone.
     let g = items(&[
         ("sun", t(datetime!(2027-01-03 10:00))),
         ("mon-early", t(datetime!(2027-01-03 22:30))),
     ]);
-    let p = Policy { weekly: 2, ..Default::default() };
+    let p = Policy {
+        weekly: 2,
+        ..Default::default()
+    };
     assert_eq!(kept(&decide(&g, &p, 0, UTC)), ["mon-early"]);
     let plus2 = UtcOffset::from_hms(2, 0, 0).unwrap();
     assert_eq!(kept(&decide(&g, &p, 0, plus2)), ["mon-early", "sun"]);
@@ -124,12 +153,25 @@ fn monthly_and_yearly() {
         ("2026-01", t(datetime!(2026-01-10 00:00))),
         ("2026-02", t(datetime!(2026-02-10 00:00))),
     ]);
-    let p = Policy { monthly: 3, ..Default::default() };
-    assert_eq!(kept(&decide(&g, &p, 0, UTC)), ["2025-12b", "2026-01", "2026-02"]);
-    let p = Policy { yearly: 2, ..Default::default() };
+    let p = Policy {
+        monthly: 3,
+        ..Default::default()
+    };
+    assert_eq!(
+        kept(&decide(&g, &p, 0, UTC)),
+        ["2025-12b", "2026-01", "2026-02"]
+    );
+    let p = Policy {
+        yearly: 2,
+        ..Default::default()
+    };
     assert_eq!(kept(&decide(&g, &p, 0, UTC)), ["2025-12b", "2026-02"]);
     // monthly 1 covers Feb 2026; yearly then skips 2026 and keeps 2025's newest.
-    let p = Policy { monthly: 1, yearly: 1, ..Default::default() };
+    let p = Policy {
+        monthly: 1,
+        yearly: 1,
+        ..Default::default()
+    };
     assert_eq!(kept(&decide(&g, &p, 0, UTC)), ["2025-12b", "2026-02"]);
 }
 
@@ -139,7 +181,10 @@ fn hourly_in_a_half_hour_zone() {
         ("a", t(datetime!(2026-05-05 10:10))),
         ("b", t(datetime!(2026-05-05 10:40))),
     ]);
-    let p = Policy { hourly: 5, ..Default::default() };
+    let p = Policy {
+        hourly: 5,
+        ..Default::default()
+    };
     assert_eq!(kept(&decide(&g, &p, 0, UTC)), ["b"]);
     // At UTC+5:30, 10:10 is 15:40 and 10:40 is 16:10: two hours.
     let india = UtcOffset::from_hms(5, 30, 0).unwrap();
@@ -150,7 +195,10 @@ fn hourly_in_a_half_hour_zone() {
 fn protected_and_within_are_always_kept() {
     let mut g = items(&[("old", 100), ("mid", 5000), ("new", 9000)]);
     g[0].protected = true;
-    let p = Policy { within_secs: Some(2000), ..Default::default() };
+    let p = Policy {
+        within_secs: Some(2000),
+        ..Default::default()
+    };
     let v = decide(&g, &p, 10_000, UTC);
     assert_eq!(kept(&v), ["new", "old"]);
     assert_eq!(v["old"], Verdict::Keep("protected".into()));
@@ -170,5 +218,9 @@ fn durations_parse_and_reject_nonsense() {
 #[test]
 fn an_empty_policy_is_reported_empty() {
     assert!(Policy::default().is_empty());
-    assert!(!Policy { last: 1, ..Default::default() }.is_empty());
+    assert!(!Policy {
+        last: 1,
+        ..Default::default()
+    }
+    .is_empty());
 }

@@ -14,7 +14,10 @@ use rand::{Rng, SeedableRng};
 use vmkeep_tests::cli::{random_bytes, s, text_bytes, write_at, Rig};
 
 fn count(var: &str, default: usize) -> usize {
-    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Runs `vmkeep ARGS` and kills it with SIGKILL after `after`; returns true
@@ -86,13 +89,25 @@ fn killed_backups_never_damage_the_repository() {
         let name = format!("d{i}");
         images.insert(name.clone(), img.clone());
         let after = full.mul_f64(rng.gen_range(0.0..1.2));
-        if kill_after(&rig, &["backup", "--image", s(&img), "--disk", &name], after) {
+        if kill_after(
+            &rig,
+            &["backup", "--image", s(&img), "--disk", &name],
+            after,
+        ) {
             crashed += 1;
         }
-        check(&rig, &images, &mut seen, &format!("backup kill {i} after {after:?}"));
+        check(
+            &rig,
+            &images,
+            &mut seen,
+            &format!("backup kill {i} after {after:?}"),
+        );
     }
     check_all(&rig, &images, "after every backup kill");
-    assert!(crashed >= n / 2, "only {crashed} of {n} kills hit a running backup");
+    assert!(
+        crashed >= n / 2,
+        "only {crashed} of {n} kills hit a running backup"
+    );
     // The repository still takes backups, and they dedup against what survived.
     let v = rig.backup(&base, "base", &[]);
     assert_eq!(v["new_chunks"], 0, "{v}");
@@ -139,7 +154,12 @@ fn killed_gcs_never_damage_the_repository() {
         if kill_after(&rig, &["gc"], after) {
             crashed += 1;
         }
-        check(&rig, &images, &mut seen, &format!("gc kill {i} after {after:?}"));
+        check(
+            &rig,
+            &images,
+            &mut seen,
+            &format!("gc kill {i} after {after:?}"),
+        );
     }
     // A complete gc afterwards leaves a clean repository and an empty trash.
     let v = rig.ok(["gc"]);

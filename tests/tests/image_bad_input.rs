@@ -114,12 +114,15 @@ fn wrong_password_exits_3_naming_the_repository() {
     f.check();
 }
 
+/// (name, how to prepare the location, expected message).
+type Case = (&'static str, fn(&std::path::Path), &'static str);
+
 #[test]
 fn missing_repository_or_not_a_repository_exits_4() {
     let f = Fixture::new();
     let img = s(&f.image).to_string();
     let mut other = Rig::empty();
-    let cases: [(&str, fn(&std::path::Path), &str); 3] = [
+    let cases: [Case; 3] = [
         ("missing", |_| {}, "does not exist"),
         (
             "junk",

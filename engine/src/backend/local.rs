@@ -188,9 +188,14 @@ impl Backend for LocalBackend {
 
     fn rename(&self, from: &str, to: &str) -> Result<()> {
         let (f, t) = (self.full(from), self.full(to));
-        let dir = t.parent().expect("object paths have a parent").to_path_buf();
+        let dir = t
+            .parent()
+            .expect("object paths have a parent")
+            .to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| self.err(&dir, e))?;
         fs::rename(&f, &t).map_err(|e| self.err(&f, e))?;
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| self.err(&dir, e))
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| self.err(&dir, e))
     }
 }
