@@ -25,7 +25,7 @@ ln -s "$TARGET/vddk-sim/bench/release/libvixDiskLib.so" "$WORK/libdir/libvixDisk
 # A disk: half incompressible data, a quarter text-like, a quarter zeros.
 FLAT=$WORK/disk-flat.vmdk
 head -c $((SIZE_MIB / 2))M /dev/urandom > "$FLAT"
-yes "vmkeep benchmark line $RANDOM" | head -c $((SIZE_MIB / 4))M >> "$FLAT"
+{ yes "vmkeep benchmark line $RANDOM" || true; } | head -c $((SIZE_MIB / 4))M >> "$FLAT"
 truncate -s ${SIZE_MIB}M "$FLAT"
 SECTORS=$((SIZE_MIB * 2048))
 cat > "$WORK/disk.vmdk" <<DESC
