@@ -716,7 +716,19 @@ pub fn commit_generation(
         utc_offset: info.utc_offset,
         parent: info.parent,
         disks: disks.iter().map(|d| d.disk_ref()).collect(),
-        metadata: info.metadata,
+        metadata: {
+            // SPEC.md §8: orders generations started within the same second.
+            let mut m = info.metadata;
+            let ns = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            m.push((
+                crate::repo::META_COMMITTED_NS.to_string(),
+                ns.to_string().into_bytes(),
+            ));
+            m
+        },
         writer: format!("vmkeep {}", env!("CARGO_PKG_VERSION")),
     };
     let id = repo.commit_generation(&g)?;

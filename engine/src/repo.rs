@@ -76,6 +76,18 @@ pub fn id_from_path(path: &str) -> Option<ObjectId> {
     ObjectId::from_hex(path.rsplit('/').next()?).ok()
 }
 
+/// Metadata key holding the commit time in Unix nanoseconds (decimal).
+pub const META_COMMITTED_NS: &str = "vmkeep.committed_ns";
+
+/// The commit time of a generation in nanoseconds, 0 when not recorded.
+pub fn committed_ns(g: &Generation) -> u128 {
+    g.metadata
+        .iter()
+        .find(|(k, _)| k == META_COMMITTED_NS)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
 pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -292,15 +304,15 @@ impl Repository {
                 self.location()
             )));
         }
-        if self.slot.as_deref() == Some(id) {
-            return Err(Error::Invalid(format!(
-                "key slot {id} is the one this command unlocked with; open with another password to remove it"
-            )));
-        }
         if slots.len() == 1 {
             return Err(Error::Invalid(
                 "refusing to remove the last key slot".into(),
             ));
+        }
+        if self.slot.as_deref() == Some(id) {
+            return Err(Error::Invalid(format!(
+                "key slot {id} is the one this command unlocked with; open with another password to remove it"
+            )));
         }
         self.backend.delete(&format!("keys/{id}"))
     }
@@ -390,7 +402,7 @@ impl Repository {
         for id in self.generation_ids()? {
             out.push((id, self.load_generation(&id)?));
         }
-        out.sort_by_key(|a| (a.1.started, a.1.finished, a.0));
+        out.sort_by_key(|a| (a.1.started, committed_ns(&a.1), a.1.finished, a.0));
         Ok(out)
     }
 

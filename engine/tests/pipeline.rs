@@ -360,3 +360,39 @@ fn parent_of_another_size_is_refused() {
         .to_string();
     assert!(e.contains("g-old") && e.contains("full backup"), "{e}");
 }
+
+#[test]
+fn latest_is_the_last_committed_even_within_one_second() {
+    let d = tempfile::tempdir().unwrap();
+    let r = repo(d.path(), false);
+    let ix = MemIndex::new();
+    let mut committed = Vec::new();
+    for seed in 1..=6u64 {
+        let v = Arc::new(disk(seed, 2 * CS as usize));
+        let res = backup_disk(&r, &ix, job("d", src(&v)), &NoProgress).unwrap();
+        let info = GenerationInfo {
+            source_kind: SourceKind::Image,
+            source: "d".into(),
+            parent: None,
+            started: 1_700_000_000, // the same second for all of them
+            utc_offset: 0,
+            metadata: vec![],
+        };
+        committed.push(commit_generation(&r, info, &[res]).unwrap().0);
+    }
+    let listed: Vec<_> = r
+        .generations()
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(listed, committed, "generations are listed in commit order");
+    assert_eq!(
+        r.resolve_generation("latest").unwrap().0,
+        *committed.last().unwrap()
+    );
+    assert_eq!(
+        r.resolve_generation("latest:d").unwrap().0,
+        *committed.last().unwrap()
+    );
+}
