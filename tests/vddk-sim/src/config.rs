@@ -62,7 +62,9 @@ pub fn short_read_at() -> Option<u64> {
     num("VDDK_SIM_SHORT_READ_AT")
 }
 
-/// Appends one line to `VDDK_SIM_ACCESS_LOG`, when set.
+/// Appends one line to `VDDK_SIM_ACCESS_LOG`, when set. The line and its
+/// newline go out in one `write` on an O_APPEND file, so lines written by
+/// concurrent threads or processes never interleave.
 pub fn access_log(line: &str) {
     if let Some(path) = var("VDDK_SIM_ACCESS_LOG") {
         if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -70,7 +72,7 @@ pub fn access_log(line: &str) {
             .append(true)
             .open(path)
         {
-            let _ = writeln!(f, "{line}");
+            let _ = f.write_all(format!("{line}\n").as_bytes());
         }
     }
 }
