@@ -25,10 +25,10 @@ use std::collections::HashSet;
 use vmkeep_format::blob::BlobType;
 use vmkeep_format::ObjectId;
 
-use crate::backend::Durability;
+use crate::backend::{Backend, Durability};
 use crate::index::Index;
 use crate::lock::{self, Mode};
-use crate::repo::{id_from_path, now_unix, object_dir, object_path, Repository};
+use crate::repo::{id_from_path, now_unix, object_dir, Repository};
 use crate::{Error, Result};
 
 /// Seconds subtracted from the cut-off for clock differences between hosts.
@@ -172,7 +172,7 @@ pub fn gc_with_margin(
             if let Some(ix) = index {
                 ix.remove(ty, &id)?;
             }
-            let size = b.get(&p)?.map(|x| x.len() as u64).unwrap_or(0);
+            let size = b.size(&p)?.unwrap_or(0);
             b.rename(&p, &format!("trash/{batch}/{p}"))?;
             report.trashed += 1;
             report.trashed_bytes += size;
@@ -236,7 +236,7 @@ pub fn gc_with_margin(
                 b.rename(&p, &orig)?;
                 report.restored += 1;
             } else {
-                report.deleted_bytes += b.get(&p)?.map(|x| x.len() as u64).unwrap_or(0);
+                report.deleted_bytes += b.size(&p)?.unwrap_or(0);
                 b.delete(&p)?;
                 report.deleted += 1;
             }
@@ -246,18 +246,19 @@ pub fn gc_with_margin(
     Ok(report)
 }
 
-/// Looks for an object in the trash (used by readers when it is missing).
-pub fn find_in_trash(repo: &Repository, ty: BlobType, id: &ObjectId) -> Result<Option<Vec<u8>>> {
-    let b = repo.backend();
+/// Looks for the object at `path` in the trash batches, newest first,
+/// reading it into `buf`; `false` when no batch holds it. Readers call it
+/// when an object is missing from its place (SPEC.md §13.4).
+pub fn find_in_trash(b: &dyn Backend, path: &str, buf: &mut Vec<u8>) -> Result<bool> {
     let mut batches = Vec::new();
     b.list("trashlog", &mut |p| {
         batches.push(p.rsplit('/').next().unwrap_or(p).to_string());
         Ok(())
     })?;
     for name in batches.iter().rev() {
-        if let Some(x) = b.get(&format!("trash/{name}/{}", object_path(ty, id)))? {
-            return Ok(Some(x));
+        if b.get_into(&format!("trash/{name}/{path}"), buf)? {
+            return Ok(true);
         }
     }
-    Ok(None)
+    Ok(false)
 }

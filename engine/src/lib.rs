@@ -13,6 +13,7 @@
 pub mod areas;
 pub mod backend;
 pub mod backup;
+pub mod buf;
 pub mod error;
 pub mod gc;
 pub mod index;

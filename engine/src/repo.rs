@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use vmkeep_format::blob::{BlobType, Codec};
+use vmkeep_format::blob::{BlobType, Codec, Decoder};
 use vmkeep_format::config::{Encryption, RepoConfig};
 use vmkeep_format::generation::Generation;
 use vmkeep_format::keyfile::{KdfParams, KeySlot};
@@ -17,6 +17,14 @@ use vmkeep_format::{FormatError, MasterKey, ObjectId};
 
 use crate::backend::{Backend, Durability};
 use crate::{Error, Result};
+
+/// Per-thread read state: a buffer for stored bytes and a zstd context,
+/// reused from one object to the next.
+#[derive(Debug, Default)]
+pub struct ReadBuffers {
+    raw: Vec<u8>,
+    decoder: Decoder,
+}
 
 /// Options for `init`.
 #[derive(Clone, Debug)]
@@ -330,23 +338,66 @@ impl Repository {
         Ok((id, blob.len()))
     }
 
-    /// Reads, verifies and decodes an object.
+    /// Reads, verifies and decodes an object (every check, SPEC.md §6).
     pub fn get_object(&self, ty: BlobType, id: &ObjectId) -> Result<Vec<u8>> {
-        let what = ty.name();
-        let raw = self
-            .backend
-            .get(&object_path(ty, id))?
-            .ok_or_else(|| Error::ObjectMissing {
-                what,
-                id: id.to_hex(),
-            })?;
+        let mut out = Vec::new();
+        self.get_object_into(ty, id, &mut ReadBuffers::default(), &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads, verifies and decodes an object into `out`, reusing the
+    /// per-thread buffers; the pipelines that read many chunks use it.
+    /// An object missing from its place is looked for in the gc trash
+    /// (SPEC.md §13.4).
+    pub fn get_object_into(
+        &self,
+        ty: BlobType,
+        id: &ObjectId,
+        bufs: &mut ReadBuffers,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        self.read_stored(ty, id, bufs)?;
         self.codec
-            .decode(ty, id, &raw)
+            .decode_into(ty, id, &mut bufs.raw, &mut bufs.decoder, out)
             .map_err(|source| Error::Object {
-                what,
+                what: ty.name(),
                 id: id.to_hex(),
                 source,
             })
+    }
+
+    /// Like [`Repository::get_object_into`], into the front of `out`
+    /// (an aligned buffer, say); returns the plaintext's length.
+    pub fn get_object_into_slice(
+        &self,
+        ty: BlobType,
+        id: &ObjectId,
+        bufs: &mut ReadBuffers,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        self.read_stored(ty, id, bufs)?;
+        self.codec
+            .decode_into_slice(ty, id, &mut bufs.raw, &mut bufs.decoder, out)
+            .map_err(|source| Error::Object {
+                what: ty.name(),
+                id: id.to_hex(),
+                source,
+            })
+    }
+
+    /// Reads an object's stored bytes into `bufs.raw`, from the trash when
+    /// it is missing from its place.
+    fn read_stored(&self, ty: BlobType, id: &ObjectId, bufs: &mut ReadBuffers) -> Result<()> {
+        let path = object_path(ty, id);
+        if self.backend.get_into(&path, &mut bufs.raw)?
+            || crate::gc::find_in_trash(self.backend.as_ref(), &path, &mut bufs.raw)?
+        {
+            return Ok(());
+        }
+        Err(Error::ObjectMissing {
+            what: ty.name(),
+            id: id.to_hex(),
+        })
     }
 
     pub fn load_manifest(&self, id: &ObjectId) -> Result<Manifest> {

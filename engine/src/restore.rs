@@ -6,6 +6,14 @@
 //! id recomputed from the plaintext) and decode chunks in parallel; the
 //! writer (calling thread) writes them to the target in slot order. A bad
 //! chunk stops the restore with the generation, disk, slot and chunk named.
+//!
+//! Each worker keeps its read buffer and zstd context; chunks are decoded
+//! into aligned buffers (so a file target can write them with direct I/O),
+//! and written buffers go back to the workers through a bounded recycling channel, so
+//! a restore allocates about `window` buffers in all. The reader asks the
+//! backend to prefetch chunks [`PREFETCH_LEAD`] slots ahead of the one it
+//! queues, so reads are in flight well before a worker needs them and one worker per core is enough (more
+//! only adds switching on a CPU-bound decode).
 
 use std::collections::BTreeMap;
 
@@ -14,9 +22,10 @@ use vmkeep_format::blob::BlobType;
 use vmkeep_format::manifest::Manifest;
 use vmkeep_format::ObjectId;
 
+use crate::buf::AlignedBuf;
 use crate::pipeline::{Failure, Window};
 use crate::progress::Progress;
-use crate::repo::Repository;
+use crate::repo::{object_path, ReadBuffers, Repository};
 use crate::target::DiskTarget;
 use crate::{Error, Result};
 
@@ -37,7 +46,7 @@ enum Done {
     Data {
         seq: u64,
         offset: u64,
-        data: Vec<u8>,
+        data: AlignedBuf,
     },
     Zeros {
         seq: u64,
@@ -70,7 +79,10 @@ pub fn restore_disk(
         threads
     };
     let failure = Failure::default();
-    let window = Window::new(threads * 4 + 4);
+    let window_size = threads * 4 + 4;
+    let window = Window::new(window_size);
+    let (spare_tx, spare_rx) = bounded::<AlignedBuf>(window_size);
+    let chunk_size = manifest.chunk_size as usize;
     let (work_tx, work_rx) = bounded::<Work>(threads * 2);
     let (done_tx, done_rx) = bounded::<Done>(threads * 2);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -99,7 +111,9 @@ pub fn restore_disk(
                 for _ in 0..threads {
                     let rx = work_rx.clone();
                     let tx = done_tx.clone();
+                    let spare = spare_rx.clone();
                     ps.spawn(move |_| {
+                        let mut bufs = ReadBuffers::default();
                         failure.guard(|| {
                             for w in rx {
                                 if failure.stopped() {
@@ -110,18 +124,24 @@ pub fn restore_disk(
                                         Done::Zeros { seq, offset, len }
                                     }
                                     Work::Chunk { seq, slot, id } => {
-                                        let data = repo
-                                            .get_object(BlobType::Chunk, &id)
+                                        let mut data = spare
+                                            .try_recv()
+                                            .unwrap_or_else(|_| AlignedBuf::new(chunk_size));
+                                        let n = repo
+                                            .get_object_into_slice(
+                                                BlobType::Chunk,
+                                                &id,
+                                                &mut bufs,
+                                                data.space(),
+                                            )
                                             .map_err(|e| bad(slot, &id, e.to_string()))?;
+                                        data.set_len(n);
                                         let want = manifest.slot_len(slot);
-                                        if data.len() as u64 != want {
+                                        if n as u64 != want {
                                             return Err(bad(
                                                 slot,
                                                 &id,
-                                                format!(
-                                                    "holds {} bytes, the slot needs {want}",
-                                                    data.len()
-                                                ),
+                                                format!("holds {n} bytes, the slot needs {want}"),
                                             ));
                                         }
                                         Done::Data {
@@ -149,10 +169,12 @@ pub fn restore_disk(
                 while let Some(d) = held.remove(&next) {
                     match d {
                         Done::Data { offset, data, .. } => {
-                            target.write_at(offset, &data)?;
-                            stats.data_bytes += data.len() as u64;
+                            let bytes = data.as_slice();
+                            target.write_at(offset, bytes)?;
+                            stats.data_bytes += bytes.len() as u64;
                             stats.chunks += 1;
-                            progress.advance(data.len() as u64);
+                            progress.advance(bytes.len() as u64);
+                            let _ = spare_tx.try_send(data);
                         }
                         Done::Zeros { offset, len, .. } => {
                             target.write_zeros(offset, len)?;
@@ -185,6 +207,10 @@ pub fn restore_disk(
     Ok(stats)
 }
 
+/// How many slots ahead of the one being queued the reader asks the
+/// backend to prefetch (page cache only: costs no memory of ours).
+const PREFETCH_LEAD: usize = 16;
+
 fn read_stage(
     repo: &Repository,
     m: &Manifest,
@@ -216,7 +242,14 @@ fn read_stage(
             id: pid.to_hex(),
             source: e,
         })?;
+        let prefetch = |i: usize| {
+            if let Some(id) = page.entries.get(i).filter(|id| !id.is_zero()) {
+                repo.backend().prefetch(&object_path(BlobType::Chunk, id));
+            }
+        };
+        (0..PREFETCH_LEAD).for_each(prefetch);
         for (i, id) in page.entries.iter().enumerate() {
+            prefetch(i + PREFETCH_LEAD);
             let slot = p as u64 * m.entries_per_page as u64 + i as u64;
             let len = m.slot_len(slot);
             if id.is_zero() {

@@ -3,13 +3,22 @@
 //! zero ranges, then is finished (flushed and made durable).
 //!
 //! [`FileTarget`] writes a raw image file (zero slots stay holes) or a block
-//! device (zero slots are written as zeros). The VDDK target lives in
+//! device (zero slots are written as zeros). Writes whose offset, length
+//! and buffer are [`ALIGN`]-aligned (every full chunk the restore pipeline
+//! hands it) go through a second descriptor opened with `O_DIRECT`: no copy
+//! into the page cache, no dirty pages for the final flush to wait for, and
+//! no disk image crowding the cache. Other writes (a short last chunk,
+//! zeros on a device), and every write where the file system refuses
+//! direct I/O, are buffered; every [`WRITEBACK_STEP`] buffered bytes it asks
+//! the kernel to start writing them back. The two descriptors never write
+//! the same range of one restore; `finish` fsyncs. The VDDK target lives in
 //! [`crate::vddk`].
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::buf::ALIGN;
 use crate::{Error, Result};
 
 /// Something a restore can write.
@@ -32,7 +41,14 @@ pub struct FileTarget {
     path: PathBuf,
     file: File,
     is_device: bool,
+    /// The same file opened with `O_DIRECT`, once `prepare` managed to.
+    direct: Option<File>,
+    /// Start of the range written since the last writeback request.
+    unflushed_from: u64,
 }
+
+/// Bytes written between two requests to start writeback.
+pub const WRITEBACK_STEP: u64 = 32 << 20;
 
 impl FileTarget {
     /// Opens `path` for writing. An existing regular file is refused unless
@@ -66,7 +82,22 @@ impl FileTarget {
             path: path.to_path_buf(),
             file,
             is_device,
+            direct: None,
+            unflushed_from: 0,
         })
+    }
+
+    /// Opens the `O_DIRECT` descriptor; without it every write is buffered.
+    fn open_direct(&mut self) {
+        if std::env::var_os("VMKEEP_NO_DIRECT_IO").is_some() {
+            return;
+        }
+        self.direct = OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .open(&self.path)
+            .map_err(|e| log::debug!("{}: no direct I/O ({e})", self.describe()))
+            .ok();
     }
 
     fn werr(&self, offset: u64, error: std::io::Error) -> Error {
@@ -95,18 +126,56 @@ impl DiskTarget for FileTarget {
                     msg: format!("device holds {size} bytes, the disk needs {capacity}"),
                 });
             }
+            self.open_direct();
             return Ok(());
         }
         // Truncating to zero and extending leaves one hole: every byte reads
         // as zero until written.
         self.file.set_len(0).map_err(|e| self.werr(0, e))?;
-        self.file.set_len(capacity).map_err(|e| self.werr(0, e))
+        self.file.set_len(capacity).map_err(|e| self.werr(0, e))?;
+        self.open_direct();
+        Ok(())
     }
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        let aligned = offset.is_multiple_of(ALIGN as u64)
+            && data.len().is_multiple_of(ALIGN)
+            && (data.as_ptr() as usize).is_multiple_of(ALIGN);
+        if let (true, Some(d)) = (aligned, &self.direct) {
+            match d.write_all_at(data, offset) {
+                Ok(()) => return Ok(()),
+                // EINVAL: this file system wants another alignment or no
+                // direct I/O at all; stay buffered from here on.
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                    log::debug!(
+                        "{}: direct I/O refused ({e}); writing buffered",
+                        self.describe()
+                    );
+                    self.direct = None;
+                }
+                Err(e) => return Err(self.werr(offset, e)),
+            }
+        }
         self.file
             .write_all_at(data, offset)
-            .map_err(|e| self.werr(offset, e))
+            .map_err(|e| self.werr(offset, e))?;
+        let end = offset + data.len() as u64;
+        if offset < self.unflushed_from {
+            self.unflushed_from = offset; // not in ascending order: start over
+        }
+        if end - self.unflushed_from >= WRITEBACK_STEP {
+            // POSIX_FADV_DONTNEED starts asynchronous writeback of the dirty
+            // range and drops pages already clean; it never discards data,
+            // and finish() still fsyncs. Advice only: failure is harmless.
+            let _ = rustix::fs::fadvise(
+                &self.file,
+                self.unflushed_from,
+                end - self.unflushed_from,
+                rustix::fs::Advice::DontNeed,
+            );
+            self.unflushed_from = end;
+        }
+        Ok(())
     }
 
     fn write_zeros(&mut self, offset: u64, len: u64) -> Result<()> {

@@ -2,7 +2,11 @@
 //!
 //! Keyed mode walks every generation → manifest → page, collects the chunk
 //! ids they reference (each chunk once, however many generations share it),
-//! then reads, decrypts and re-hashes the selected chunks in parallel. Any
+//! then reads, decrypts and re-hashes the selected chunks in parallel, in
+//! id order, with the backend prefetching ahead of the workers. Memory: one
+//! set of referenced chunk ids plus each generation's page list; which
+//! generations reference a bad chunk is found by re-reading pages, only
+//! when something is bad. Any
 //! unreadable object marks every generation that references it as damaged.
 //! Damaged chunks can be quarantined: moved to `quarantine/<path>` and
 //! dropped from the index, so the next backup that meets the same data
@@ -12,7 +16,8 @@
 //! its stored-bytes checksum (and the sealed `config` and key files). It is
 //! what an offsite host runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
@@ -21,7 +26,7 @@ use vmkeep_format::ObjectId;
 
 use crate::backend::{Backend, Durability};
 use crate::index::Index;
-use crate::repo::{object_dir, object_path, Repository};
+use crate::repo::{object_dir, object_path, ReadBuffers, Repository};
 use crate::Result;
 
 /// Which part of the chunks to read.
@@ -128,13 +133,16 @@ pub fn verify(
     let mut report = VerifyReport::default();
     let mut gen_ids = repo.generation_ids()?;
     gen_ids.sort();
-    // chunk id → indices of the generations that reference it
-    let mut refs: HashMap<ObjectId, Vec<u32>> = HashMap::new();
+    // Every chunk id referenced (32 bytes each plus the table), and per
+    // generation the pages it was read from, to find who references a bad
+    // chunk afterwards without keeping a chunk → generations map.
+    let mut refs: HashSet<ObjectId> = HashSet::new();
+    let mut gen_pages: Vec<Vec<ObjectId>> = Vec::new();
     let mut verdicts: Vec<GenerationVerdict> = Vec::new();
     let mut damage: Vec<Damage> = Vec::new();
     let mut seen_meta: HashMap<(u8, ObjectId), Option<String>> = HashMap::new();
     for gid in gen_ids {
-        let gi = verdicts.len() as u32;
+        let mut pages: Vec<ObjectId> = Vec::new();
         let mut v = GenerationVerdict {
             id: gid,
             source: String::new(),
@@ -150,6 +158,7 @@ pub fn verify(
                 });
                 v.damaged.push(path);
                 verdicts.push(v);
+                gen_pages.push(pages);
                 continue;
             }
         };
@@ -184,12 +193,8 @@ pub fn verify(
                 });
                 match page {
                     Ok(page) => {
-                        for id in page.entries.iter().filter(|i| !i.is_zero()) {
-                            let r = refs.entry(*id).or_default();
-                            if r.last() != Some(&gi) {
-                                r.push(gi);
-                            }
-                        }
+                        refs.extend(page.entries.iter().filter(|i| !i.is_zero()));
+                        pages.push(*pid);
                     }
                     Err(e) => {
                         let path = object_path(BlobType::ManifestPage, pid);
@@ -208,33 +213,54 @@ pub fn verify(
             }
         }
         verdicts.push(v);
+        pages.sort_unstable();
+        pages.dedup();
+        gen_pages.push(pages);
     }
     report.chunks_referenced = refs.len() as u64;
-    let selected: Vec<ObjectId> = refs
-        .keys()
+    let mut selected: Vec<ObjectId> = refs
+        .iter()
         .filter(|id| subset.selects(id))
         .copied()
         .collect();
-    let bad = Mutex::new(Vec::new());
-    let bytes: u64 = selected
-        .par_iter()
-        .map(|id| match repo.get_object(BlobType::Chunk, id) {
-            Ok(p) => p.len() as u64,
-            Err(e) => {
-                bad.lock().expect("poisoned").push((*id, e.to_string()));
-                0
-            }
-        })
-        .sum();
+    drop(refs);
+    // Directory order: neighbours on disk are read together.
+    selected.sort_unstable();
+    let (bytes, mut bad) = check_chunks(repo, &selected);
     report.chunks_checked = selected.len() as u64;
     report.bytes_checked = bytes;
-    let mut bad = bad.into_inner().expect("poisoned");
     bad.sort();
+    if !bad.is_empty() {
+        let bad_ids: HashSet<ObjectId> = bad.iter().map(|(id, _)| *id).collect();
+        // page id → the bad chunks it names (pages shared by generations are
+        // read once more here, only when something is damaged)
+        let mut page_bad: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
+        for (gi, pages) in gen_pages.iter().enumerate() {
+            let mut hit: Vec<ObjectId> = Vec::new();
+            for pid in pages {
+                if !page_bad.contains_key(pid) {
+                    let named = match repo.load_page(pid) {
+                        Ok(page) => page
+                            .entries
+                            .iter()
+                            .filter(|i| bad_ids.contains(i))
+                            .copied()
+                            .collect(),
+                        Err(_) => Vec::new(), // read fine a moment ago
+                    };
+                    page_bad.insert(*pid, named);
+                }
+                hit.extend(&page_bad[pid]);
+            }
+            hit.sort_unstable();
+            hit.dedup();
+            for id in hit {
+                verdicts[gi].damaged.push(object_path(BlobType::Chunk, &id));
+            }
+        }
+    }
     for (id, problem) in bad {
         let path = object_path(BlobType::Chunk, &id);
-        for gi in &refs[&id] {
-            verdicts[*gi as usize].damaged.push(path.clone());
-        }
         if quarantine && repo.backend().exists(&path)? {
             quarantine_object(repo.backend().as_ref(), &path)?;
             if let Some(ix) = index {
@@ -247,6 +273,42 @@ pub fn verify(
     report.generations = verdicts;
     report.damage = damage;
     Ok(report)
+}
+
+/// Reads, decrypts and re-hashes every chunk in `ids` (every check,
+/// checksum included) on one worker per core, the backend prefetching ahead
+/// of them. Returns the plaintext bytes checked and the bad chunks.
+fn check_chunks(repo: &Repository, ids: &[ObjectId]) -> (u64, Vec<(ObjectId, String)>) {
+    let threads = crate::pipeline::default_threads();
+    let (tx, rx) = crossbeam_channel::bounded::<ObjectId>(threads * 8);
+    let bad = Mutex::new(Vec::new());
+    let bytes = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for id in ids {
+                repo.backend().prefetch(&object_path(BlobType::Chunk, id));
+                if tx.send(*id).is_err() {
+                    return;
+                }
+            }
+        });
+        for _ in 0..threads {
+            let (rx, bad, bytes) = (rx.clone(), &bad, &bytes);
+            s.spawn(move || {
+                let mut bufs = ReadBuffers::default();
+                let mut out = Vec::new();
+                for id in rx {
+                    match repo.get_object_into(BlobType::Chunk, &id, &mut bufs, &mut out) {
+                        Ok(()) => {
+                            bytes.fetch_add(out.len() as u64, Ordering::Relaxed);
+                        }
+                        Err(e) => bad.lock().expect("poisoned").push((id, e.to_string())),
+                    }
+                }
+            });
+        }
+    });
+    (bytes.into_inner(), bad.into_inner().expect("poisoned"))
 }
 
 /// Moves an object to `quarantine/<path>` (copy durably, then delete).

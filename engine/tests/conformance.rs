@@ -76,6 +76,18 @@ fn backend_suite(b: &dyn Backend) {
     let big: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     b.put("chunks/ff/big", &big, Durability::Deferred).unwrap();
     assert_eq!(b.get("chunks/ff/big").unwrap().unwrap(), big);
+    // get_into reuses the caller's buffer and clears it for a missing one;
+    // size is the stored length without reading the object.
+    let mut buf = b"stale contents".to_vec();
+    assert!(b.get_into("chunks/ff/big", &mut buf).unwrap());
+    assert_eq!(buf, big);
+    assert!(b.get_into("chunks/ab/three", &mut buf).unwrap());
+    assert_eq!(buf, b"3");
+    assert!(!b.get_into("chunks/ab/missing", &mut buf).unwrap());
+    assert!(buf.is_empty());
+    assert_eq!(b.size("chunks/ff/big").unwrap(), Some(big.len() as u64));
+    assert_eq!(b.size("keys/empty").unwrap(), Some(0));
+    assert_eq!(b.size("chunks/ab/missing").unwrap(), None);
 }
 
 #[test]

@@ -17,16 +17,19 @@
 //! associated data is the 32 header bytes followed by the object's id, so a
 //! blob cannot be moved to another id, type or length. The payload is the
 //! zstd frame when that is smaller than the plaintext, else the plaintext.
-//! Invariant: [`decode`] returns the plaintext only after the checksum, the
-//! authentication tag (when encrypted) and the id have all been verified.
+//! Invariant: every decode returns the plaintext only after the checksum,
+//! the authentication tag (when encrypted) and the id have all been
+//! verified.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 
 use crate::{keys::IdHasher, magic, FormatError, ObjectId};
 
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 32;
+/// Length of the AES-GCM authentication tag at the end of an encrypted payload.
+const TAG_LEN: usize = 16;
 /// Length of the trailing checksum.
 pub const CHECKSUM_LEN: usize = 32;
 /// Current blob version.
@@ -183,6 +186,54 @@ impl Codec {
 
     /// Verifies and decodes a blob stored under `id`, returning its plaintext.
     pub fn decode(&self, ty: BlobType, id: &ObjectId, blob: &[u8]) -> Result<Vec<u8>, FormatError> {
+        let mut work = blob.to_vec();
+        let mut out = Vec::new();
+        self.decode_into(ty, id, &mut work, &mut Decoder::new(), &mut out)?;
+        Ok(out)
+    }
+
+    /// Verifies and decodes a blob into `out` (cleared first), reusing the
+    /// decoder's zstd context and the caller's buffers. The blob is
+    /// decrypted in place, so `blob` holds garbage afterwards.
+    pub fn decode_into(
+        &self,
+        ty: BlobType,
+        id: &ObjectId,
+        blob: &mut [u8],
+        decoder: &mut Decoder,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FormatError> {
+        out.clear();
+        let r = self.decode_to(ty, id, blob, decoder, Out::Vec(out));
+        if r.is_err() {
+            out.clear(); // never leave unverified bytes behind
+        }
+        r.map(|_| ())
+    }
+
+    /// Like [`Codec::decode_into`], into the front of a caller's slice (an
+    /// aligned buffer for direct I/O, say); returns the plaintext length.
+    /// A plaintext longer than `out` is an error. On error the contents of
+    /// `out` are unspecified and must not be used.
+    pub fn decode_into_slice(
+        &self,
+        ty: BlobType,
+        id: &ObjectId,
+        blob: &mut [u8],
+        decoder: &mut Decoder,
+        out: &mut [u8],
+    ) -> Result<usize, FormatError> {
+        self.decode_to(ty, id, blob, decoder, Out::Slice(out))
+    }
+
+    fn decode_to(
+        &self,
+        ty: BlobType,
+        id: &ObjectId,
+        blob: &mut [u8],
+        decoder: &mut Decoder,
+        mut out: Out<'_>,
+    ) -> Result<usize, FormatError> {
         let h = check(blob)?;
         if h.ty != ty {
             return Err(FormatError::malformed(
@@ -191,24 +242,37 @@ impl Codec {
             ));
         }
         let kind = ty.name();
-        let payload = &blob[HEADER_LEN..HEADER_LEN + h.payload_len];
-        let decrypted;
+        if let Out::Slice(s) = &out {
+            if s.len() < h.plain_len {
+                return Err(FormatError::malformed(
+                    kind,
+                    format!(
+                        "plaintext of {} bytes exceeds the {}-byte buffer",
+                        h.plain_len,
+                        s.len()
+                    ),
+                ));
+            }
+        }
+        let payload_end = HEADER_LEN + h.payload_len;
         let body: &[u8] = if h.encrypted {
             let c = self
                 .cipher
                 .as_ref()
                 .ok_or(FormatError::KeyRequired { kind })?;
+            if h.payload_len < TAG_LEN {
+                return Err(FormatError::DecryptFailed { kind });
+            }
             let aad = aad(&blob[..HEADER_LEN], id);
-            decrypted = c
-                .decrypt(
-                    Nonce::from_slice(&h.nonce),
-                    Payload {
-                        msg: payload,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| FormatError::DecryptFailed { kind })?;
-            &decrypted
+            let (ct, tag) = blob[HEADER_LEN..payload_end].split_at_mut(h.payload_len - TAG_LEN);
+            c.decrypt_in_place_detached(
+                Nonce::from_slice(&h.nonce),
+                &aad,
+                ct,
+                Tag::from_slice(tag),
+            )
+            .map_err(|_| FormatError::DecryptFailed { kind })?;
+            &blob[HEADER_LEN..payload_end - TAG_LEN]
         } else {
             if self.cipher.is_some() {
                 return Err(FormatError::malformed(
@@ -216,25 +280,29 @@ impl Codec {
                     "is not encrypted in an encrypted repository",
                 ));
             }
-            payload
+            &blob[HEADER_LEN..payload_end]
         };
-        let plain = if h.compressed {
-            let p =
-                zstd::bulk::decompress(body, h.plain_len).map_err(|e| FormatError::Decompress {
-                    kind,
-                    what: e.to_string(),
-                })?;
-            if p.len() != h.plain_len {
+        let n = if h.compressed {
+            let r = match &mut out {
+                Out::Vec(v) => {
+                    v.reserve(h.plain_len);
+                    decoder.zstd.decompress_to_buffer(body, *v)
+                }
+                Out::Slice(s) => decoder
+                    .zstd
+                    .decompress_to_buffer(body, &mut s[..h.plain_len]),
+            };
+            let n = r.map_err(|e| FormatError::Decompress {
+                kind,
+                what: e.to_string(),
+            })?;
+            if n != h.plain_len {
                 return Err(FormatError::malformed(
                     kind,
-                    format!(
-                        "decompressed to {} bytes, header says {}",
-                        p.len(),
-                        h.plain_len
-                    ),
+                    format!("decompressed to {n} bytes, header says {}", h.plain_len),
                 ));
             }
-            p
+            n
         } else {
             if body.len() != h.plain_len {
                 return Err(FormatError::malformed(
@@ -246,9 +314,17 @@ impl Codec {
                     ),
                 ));
             }
-            body.to_vec()
+            match &mut out {
+                Out::Vec(v) => v.extend_from_slice(body),
+                Out::Slice(s) => s[..body.len()].copy_from_slice(body),
+            }
+            body.len()
         };
-        let actual = self.id(&plain);
+        let plain: &[u8] = match &out {
+            Out::Vec(v) => v,
+            Out::Slice(s) => &s[..n],
+        };
+        let actual = self.id(plain);
         if actual != *id {
             return Err(FormatError::IdMismatch {
                 kind,
@@ -256,7 +332,41 @@ impl Codec {
                 actual: actual.to_hex(),
             });
         }
-        Ok(plain)
+        Ok(n)
+    }
+}
+
+/// Where a decode puts the plaintext.
+enum Out<'a> {
+    /// Appended to an (empty) vector.
+    Vec(&'a mut Vec<u8>),
+    /// At the front of a slice at least as long as the plaintext.
+    Slice(&'a mut [u8]),
+}
+
+/// Per-thread decoding state: a reusable zstd decompression context.
+pub struct Decoder {
+    zstd: zstd::bulk::Decompressor<'static>,
+}
+
+impl Decoder {
+    pub fn new() -> Self {
+        Decoder {
+            zstd: zstd::bulk::Decompressor::new()
+                .expect("zstd cannot allocate a decompression context"),
+        }
+    }
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decoder")
     }
 }
 
@@ -281,6 +391,22 @@ pub struct BlobHeader {
 /// Keyless check: parses the header and verifies the stored-bytes checksum.
 /// This is what `verify --keyless` runs on an offsite host.
 pub fn check(blob: &[u8]) -> Result<BlobHeader, FormatError> {
+    let h = parse_header(blob)?;
+    check_sum(blob, &h)?;
+    Ok(h)
+}
+
+/// Verifies the trailing checksum of a blob whose header `h` was parsed.
+fn check_sum(blob: &[u8], h: &BlobHeader) -> Result<(), FormatError> {
+    let (body, sum) = blob.split_at(HEADER_LEN + h.payload_len);
+    if blake3::hash(body).as_bytes() != sum {
+        return Err(FormatError::ChecksumMismatch { kind: h.ty.name() });
+    }
+    Ok(())
+}
+
+/// Parses and bounds-checks the header; the checksum is not looked at.
+fn parse_header(blob: &[u8]) -> Result<BlobHeader, FormatError> {
     if blob.len() < HEADER_LEN + CHECKSUM_LEN {
         return Err(FormatError::Truncated {
             kind: KIND,
@@ -325,10 +451,6 @@ pub fn check(blob: &[u8]) -> Result<BlobHeader, FormatError> {
             offset: blob.len(),
             needed: expected.saturating_sub(blob.len() as u64) as usize,
         });
-    }
-    let (body, sum) = blob.split_at(HEADER_LEN + payload_len);
-    if blake3::hash(body).as_bytes() != sum {
-        return Err(FormatError::ChecksumMismatch { kind: ty.name() });
     }
     let mut nonce = [0u8; 12];
     nonce.copy_from_slice(&blob[20..32]);

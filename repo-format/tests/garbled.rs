@@ -365,6 +365,63 @@ fn resealed_blob_damage_fails_decode() {
     }
 }
 
+/// The reusable decode paths (into a vector, into a slice) agree with
+/// `decode`: they return the plaintext of an intact blob, reject every
+/// single-bit flip anywhere in it, and leave no bytes behind in a vector
+/// on error; a slice one byte too short is refused.
+#[test]
+fn reusable_decoders_reject_every_flip() {
+    let mut dec = blob::Decoder::new();
+    let mut out = Vec::new();
+    for (encrypted, plain) in [(false, b"abc".repeat(100)), (true, b"abc".repeat(100))] {
+        let c = if encrypted {
+            Codec::encrypted(&key(), 3)
+        } else {
+            Codec::plain(3)
+        };
+        let id = c.id(&plain);
+        let valid = c.encode(BlobType::Chunk, &id, &plain);
+        let mut slice = vec![0xeeu8; plain.len() + 7];
+        for bit in 0..valid.len() * 8 {
+            let mut b = valid.clone();
+            b[bit / 8] ^= 1 << (bit % 8);
+            let r = c.decode_into(BlobType::Chunk, &id, &mut b.clone(), &mut dec, &mut out);
+            assert!(r.is_err(), "bit {bit} (encrypted {encrypted}) decoded");
+            assert!(out.is_empty(), "bit {bit} left output behind");
+            let r = c.decode_into_slice(BlobType::Chunk, &id, &mut b, &mut dec, &mut slice);
+            assert!(
+                r.is_err(),
+                "bit {bit} (encrypted {encrypted}) decoded into a slice"
+            );
+        }
+        // The same decoder, reused, still decodes the intact blob.
+        c.decode_into(BlobType::Chunk, &id, &mut valid.clone(), &mut dec, &mut out)
+            .unwrap();
+        assert_eq!(out, plain);
+        let n = c
+            .decode_into_slice(
+                BlobType::Chunk,
+                &id,
+                &mut valid.clone(),
+                &mut dec,
+                &mut slice,
+            )
+            .unwrap();
+        assert_eq!(&slice[..n], &plain[..]);
+        let mut short = vec![0u8; plain.len() - 1];
+        let e = c
+            .decode_into_slice(
+                BlobType::Chunk,
+                &id,
+                &mut valid.clone(),
+                &mut dec,
+                &mut short,
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("exceeds"), "{e}");
+    }
+}
+
 #[test]
 fn absurd_kdf_costs_are_refused() {
     for kdf in [

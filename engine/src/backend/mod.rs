@@ -27,6 +27,24 @@ pub trait Backend: Send + Sync {
     fn location(&self) -> String;
     /// The object's bytes, or `None` when it does not exist.
     fn get(&self, path: &str) -> Result<Option<Vec<u8>>>;
+    /// Reads the object into `buf` (cleared first, its capacity reused);
+    /// `false` when it does not exist. Readers of many objects use it to
+    /// avoid one allocation per object.
+    fn get_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<bool> {
+        buf.clear();
+        match self.get(path)? {
+            Some(b) => {
+                *buf = b;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+    /// A hint that the object will be read soon: a backend may start
+    /// fetching it in the background. Never fails; the default does nothing.
+    fn prefetch(&self, _path: &str) {}
+    /// The object's stored size in bytes, or `None` when it does not exist.
+    fn size(&self, path: &str) -> Result<Option<u64>>;
     /// Stores an object, replacing any existing one atomically.
     fn put(&self, path: &str, data: &[u8], durability: Durability) -> Result<()>;
     /// True when the object exists.
