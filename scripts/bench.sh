@@ -55,6 +55,38 @@ rm -f "$work/vmkeep-restore.raw"
 # Peers, same data, same run (their generations are full re-reads: they have no CBT).
 drop
 bash "$shared/bench/peers.sh" "$ds" "$work/peers" restic borg | tee -a "$out"
+
+# peers.sh restores right after its backups (repository partly in the page
+# cache) and restic never fsyncs what it restores. Fair restore: cold cache
+# for both, timed until the data is durable (vmkeep fsyncs; restic + sync).
+export RESTIC_PASSWORD=bench
+rrepo=$work/peers/restic-repo
+rm -rf "$work/restic-restore"; mkdir -p "$work/restic-restore"
+drop; t0=$(now)
+restic -q -r "$rrepo" restore latest --target "$work/restic-restore" >/dev/null
+t1=$(now); sync; t2=$(now)
+echo "restic restore-cold $(echo "$t1 - $t0" | bc) $(size "$rrepo")" | tee -a "$out"
+echo "restic restore-cold-durable $(echo "$t2 - $t0" | bc) $(size "$rrepo")" | tee -a "$out"
+rm -rf "$work/restic-restore"
+
+# Issue 3: verify against restic check --read-data, then forget gen0 in both
+# and time gc against restic prune. Cold cache before each.
+peer() { # STEP CMD...
+  local step=$1; shift
+  drop
+  local t0 t1
+  t0=$(now)
+  /usr/bin/time -f "%M" -o "$work/rss" "$@" >/dev/null 2>&1
+  t1=$(now)
+  echo "restic $step $(echo "$t1 - $t0" | bc) $(size "$rrepo") $(tail -1 "$work/rss")" | tee -a "$out"
+}
+run verify "$vmkeep" -q verify
+peer check restic -r "$rrepo" check --read-data
+"$vmkeep" -q forget --keep-last 3 >/dev/null
+restic -q -r "$rrepo" forget --keep-last 3 >/dev/null
+run gc "$vmkeep" -q gc
+peer prune restic -r "$rrepo" prune
+run verify-after-gc "$vmkeep" -q verify
 fi
 
 python3 - "$out" <<'PY'
@@ -80,5 +112,12 @@ v0 = t("vmkeep", "backup-gen0")
 print(f"full backup: {size / v0 / 1e6:.0f} MB/s; ceiling (hash+zstd+AES on 2 threads): {ceiling / 1e6:.0f} MB/s -> {size / v0 / ceiling * 100:.0f}% of ceiling")
 for g in (1, 2, 3):
     print(f"incremental gen{g}: {t('vmkeep', f'backup-gen{g}') / v0 * 100:.1f}% of the full backup's time")
+def line(tool, step):
+    r = rows.get((tool, step))
+    return f"{r[0]:.2f} s, peak {int(r[2]) // 1024} MiB" if r and r[2] else (f"{r[0]:.2f} s" if r else "n/a")
+rc, vc = t("restic", "restore-cold-durable"), t("vmkeep", "restore-latest")
+print(f"restore, cold cache, until durable: vmkeep {vc:.2f} s, restic {rc:.2f} s (restore {t('restic', 'restore-cold'):.2f} s + sync) -> {rc / vc:.2f}x")
+print(f"verify: vmkeep {line('vmkeep', 'verify')}; restic check --read-data {line('restic', 'check')} -> {t('restic', 'check') / t('vmkeep', 'verify'):.2f}x")
+print(f"gc after forgetting gen0: vmkeep {line('vmkeep', 'gc')}; restic prune {line('restic', 'prune')} -> {t('restic', 'prune') / t('vmkeep', 'gc'):.2f}x")
 print("peak RSS KiB: " + ", ".join(f"{s}={rows[('vmkeep', s)][2]}" for s in ["backup-gen0", "backup-gen1", "restore-latest"] if ("vmkeep", s) in rows))
 PY

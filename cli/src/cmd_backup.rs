@@ -68,12 +68,14 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
         None => None,
     };
     let _lock = context::lock(&repo, vmkeep_engine::lock::Mode::Shared, parent_spec)?;
-    let parent = match &parent_spec.map(|p| p.to_hex()) {
+    // Loaded again under the lock: a forget that ran in between would have
+    // removed it (the lock names the parent, so none can from now on).
+    let parent = match parent_spec {
         None => None,
-        Some(spec) => {
-            let (pid, pg) = repo
-                .resolve_generation(spec)
-                .map_err(|e| anyhow::anyhow!("parent generation {spec}: {e}"))?;
+        Some(pid) => {
+            let pg = repo
+                .load_generation(&pid)
+                .map_err(|e| anyhow::anyhow!("parent generation {}: {e}", pid.short()))?;
             let d = pg
                 .disks
                 .iter()

@@ -17,15 +17,19 @@
 //! missing (its touch fails) and stores it again. Readers look in the trash
 //! when an object is missing (`Repository::get_object`).
 //!
-//! Memory: one set of 16-byte id prefixes per object type (a prefix
-//! collision only keeps garbage, never deletes data).
+//! Memory: one set of 8-byte id prefixes per object type (a prefix
+//! collision only keeps garbage, never deletes data: at ten million chunks
+//! the chance that any garbage chunk shares a prefix with a live one is
+//! about 3 in a million), so about 10–20 bytes per referenced chunk, 30 while
+//! the set grows; sweeps list one fan-out directory (`chunks/ab`) at a time,
+//! so the list of candidates is 1/256 of the garbage.
 
 use std::collections::HashSet;
 
 use vmkeep_format::blob::BlobType;
 use vmkeep_format::ObjectId;
 
-use crate::backend::{Backend, Durability};
+use crate::backend::{list_names, Backend, Durability};
 use crate::index::Index;
 use crate::lock::{self, Mode};
 use crate::repo::{id_from_path, now_unix, object_dir, Repository};
@@ -53,7 +57,7 @@ pub struct GcReport {
 
 #[derive(Default)]
 struct Marks {
-    sets: [HashSet<[u8; 16]>; 3],
+    sets: [HashSet<u64>; 3],
 }
 
 fn slot(ty: BlobType) -> usize {
@@ -64,9 +68,22 @@ fn slot(ty: BlobType) -> usize {
     }
 }
 
-fn prefix(id: &ObjectId) -> [u8; 16] {
-    id.0[..16].try_into().expect("16 bytes")
+fn prefix(id: &ObjectId) -> u64 {
+    u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes"))
 }
+
+/// The directories objects of `ty` live in, listed one at a time so that a
+/// sweep holds one directory's names, not the whole repository's.
+fn shards(ty: BlobType) -> Vec<String> {
+    match ty {
+        BlobType::Chunk | BlobType::ManifestPage => (0..=255u8)
+            .map(|i| format!("{}/{i:02x}", object_dir(ty)))
+            .collect(),
+        _ => vec![object_dir(ty).to_string()],
+    }
+}
+
+const SWEPT: [BlobType; 3] = [BlobType::Chunk, BlobType::ManifestPage, BlobType::Manifest];
 
 impl Marks {
     fn add(&mut self, ty: BlobType, id: &ObjectId) {
@@ -146,39 +163,43 @@ pub fn gc_with_margin(
     // Phase 1: move unreferenced old objects to the trash.
     let batch = format!("{t0}");
     let mut log_written = false;
-    for ty in [BlobType::Chunk, BlobType::ManifestPage, BlobType::Manifest] {
-        let mut victims = Vec::new();
-        b.list(object_dir(ty), &mut |p| {
-            if let Some(id) = id_from_path(p) {
-                if !marks.has(ty, &id) {
-                    victims.push((p.to_string(), id));
+    for ty in SWEPT {
+        for shard in shards(ty) {
+            let mut victims = Vec::new();
+            b.list(&shard, &mut |p| {
+                if let Some(id) = id_from_path(p) {
+                    if !marks.has(ty, &id) {
+                        victims.push((p.to_string(), id));
+                    }
                 }
+                Ok(())
+            })?;
+            for (p, id) in victims {
+                match b.modified(&p)? {
+                    Some(m) if m < cutoff => {}
+                    _ => continue,
+                }
+                if !log_written {
+                    b.put(
+                        &format!("trashlog/{batch}"),
+                        b"sweeping\n",
+                        Durability::Immediate,
+                    )?;
+                    log_written = true;
+                }
+                if let Some(ix) = index {
+                    ix.remove(ty, &id)?;
+                }
+                let size = b.size(&p)?.unwrap_or(0);
+                b.rename(&p, &format!("trash/{batch}/{p}"), Durability::Deferred)?;
+                report.trashed += 1;
+                report.trashed_bytes += size;
             }
-            Ok(())
-        })?;
-        for (p, id) in victims {
-            match b.modified(&p)? {
-                Some(m) if m < cutoff => {}
-                _ => continue,
-            }
-            if !log_written {
-                b.put(
-                    &format!("trashlog/{batch}"),
-                    b"sweeping\n",
-                    Durability::Immediate,
-                )?;
-                log_written = true;
-            }
-            if let Some(ix) = index {
-                ix.remove(ty, &id)?;
-            }
-            let size = b.size(&p)?.unwrap_or(0);
-            b.rename(&p, &format!("trash/{batch}/{p}"))?;
-            report.trashed += 1;
-            report.trashed_bytes += size;
         }
     }
     if log_written {
+        // Every move durable before the sweep is recorded as ended.
+        b.sync()?;
         b.put(
             &format!("trashlog/{batch}"),
             format!("{}\n", now_unix()).as_bytes(),
@@ -187,11 +208,7 @@ pub fn gc_with_margin(
     }
 
     // Phase 2: empty every batch whose concurrent backups have all finished.
-    let mut batches = Vec::new();
-    b.list("trashlog", &mut |p| {
-        batches.push(p.rsplit('/').next().unwrap_or(p).to_string());
-        Ok(())
-    })?;
+    let batches = list_names(b.as_ref(), "trashlog")?;
     if batches.is_empty() {
         return Ok(report);
     }
@@ -218,29 +235,30 @@ pub fn gc_with_margin(
     }
     let (marks, _) = mark(repo)?;
     for name in ready {
-        let mut items = Vec::new();
-        b.list(&format!("trash/{name}"), &mut |p| {
-            items.push(p.to_string());
-            Ok(())
-        })?;
-        for p in items {
-            let orig = p[format!("trash/{name}/").len()..].to_string();
-            let ty = match orig.split('/').next() {
-                Some("chunks") => BlobType::Chunk,
-                Some("pages") => BlobType::ManifestPage,
-                Some("manifests") => BlobType::Manifest,
-                _ => continue,
-            };
-            let id = id_from_path(&orig);
-            if id.is_some_and(|id| marks.has(ty, &id)) {
-                b.rename(&p, &orig)?;
-                report.restored += 1;
-            } else {
-                report.deleted_bytes += b.size(&p)?.unwrap_or(0);
-                b.delete(&p)?;
-                report.deleted += 1;
+        let top = format!("trash/{name}/");
+        for ty in SWEPT {
+            for shard in shards(ty) {
+                let mut items = Vec::new();
+                b.list(&format!("{top}{shard}"), &mut |p| {
+                    items.push(p.to_string());
+                    Ok(())
+                })?;
+                for p in items {
+                    let orig = &p[top.len()..];
+                    if id_from_path(orig).is_some_and(|id| marks.has(ty, &id)) {
+                        b.rename(&p, orig, Durability::Deferred)?;
+                        report.restored += 1;
+                    } else {
+                        report.deleted_bytes += b.size(&p)?.unwrap_or(0);
+                        b.delete(&p)?;
+                        report.deleted += 1;
+                    }
+                }
             }
         }
+        // Objects put back must be durable in place before the batch
+        // record goes: without it readers no longer look in this batch.
+        b.sync()?;
         b.delete(&format!("trashlog/{name}"))?;
     }
     Ok(report)
@@ -250,12 +268,7 @@ pub fn gc_with_margin(
 /// reading it into `buf`; `false` when no batch holds it. Readers call it
 /// when an object is missing from its place (SPEC.md §13.4).
 pub fn find_in_trash(b: &dyn Backend, path: &str, buf: &mut Vec<u8>) -> Result<bool> {
-    let mut batches = Vec::new();
-    b.list("trashlog", &mut |p| {
-        batches.push(p.rsplit('/').next().unwrap_or(p).to_string());
-        Ok(())
-    })?;
-    for name in batches.iter().rev() {
+    for name in list_names(b, "trashlog")?.iter().rev() {
         if b.get_into(&format!("trash/{name}/{path}"), buf)? {
             return Ok(true);
         }

@@ -162,16 +162,10 @@ impl LockInfo {
 /// Every lock file in the repository (unparseable ones are reported as
 /// exclusive locks of an unknown holder, so they block rather than vanish).
 pub fn list(b: &dyn Backend) -> Result<Vec<LockInfo>> {
-    let mut paths = Vec::new();
-    b.list("locks", &mut |p| {
-        paths.push(p.to_string());
-        Ok(())
-    })?;
-    let mut out = Vec::new();
-    for p in paths {
-        let name = p.rsplit('/').next().unwrap_or(&p).to_string();
-        if let Some(raw) = b.get(&p)? {
-            out.push(LockInfo::decode(&name, &raw).unwrap_or(LockInfo {
+    Ok(crate::backend::read_all(b, "locks")?
+        .into_iter()
+        .map(|(_, name, raw)| {
+            LockInfo::decode(&name, &raw).unwrap_or(LockInfo {
                 name,
                 host: "?".into(),
                 pid: 0,
@@ -180,10 +174,9 @@ pub fn list(b: &dyn Backend) -> Result<Vec<LockInfo>> {
                 started: 0,
                 refreshed: now_unix(),
                 parent: None,
-            }));
-        }
-    }
-    Ok(out)
+            })
+        })
+        .collect())
 }
 
 /// Live locks other than `own`.

@@ -236,17 +236,8 @@ impl Repository {
     }
 
     fn slots(backend: &dyn Backend, loc: &str) -> Result<Vec<(String, KeySlot)>> {
-        let mut paths = Vec::new();
-        backend.list("keys", &mut |p| {
-            paths.push(p.to_string());
-            Ok(())
-        })?;
         let mut out = Vec::new();
-        for p in paths {
-            let name = p.rsplit('/').next().unwrap_or(&p).to_string();
-            let Some(raw) = backend.get(&p)? else {
-                continue;
-            };
+        for (p, name, raw) in crate::backend::read_all(backend, "keys")? {
             let slot = KeySlot::decode(&raw).map_err(|source| Error::RepoFormat {
                 repo: format!("{loc} ({p})"),
                 source,
@@ -389,8 +380,10 @@ impl Repository {
     /// it is missing from its place.
     fn read_stored(&self, ty: BlobType, id: &ObjectId, bufs: &mut ReadBuffers) -> Result<()> {
         let path = object_path(ty, id);
+        // Third try: gc may have put it back between the first two.
         if self.backend.get_into(&path, &mut bufs.raw)?
             || crate::gc::find_in_trash(self.backend.as_ref(), &path, &mut bufs.raw)?
+            || self.backend.get_into(&path, &mut bufs.raw)?
         {
             return Ok(());
         }

@@ -310,7 +310,12 @@ fn readers_find_objects_in_the_gc_trash() {
     )
     .unwrap();
     for f in &files {
-        b.rename(f, &format!("trash/100/{f}")).unwrap();
+        b.rename(
+            f,
+            &format!("trash/100/{f}"),
+            vmkeep_engine::backend::Durability::Immediate,
+        )
+        .unwrap();
     }
     assert_eq!(restore(&repo, &gid).unwrap(), data);
     let r = verify(&repo, None, Subset::All, false).unwrap();

@@ -216,7 +216,7 @@ impl Backend for LocalBackend {
         }
     }
 
-    fn rename(&self, from: &str, to: &str) -> Result<()> {
+    fn rename(&self, from: &str, to: &str, durability: Durability) -> Result<()> {
         let (f, t) = (self.full(from), self.full(to));
         let dir = t
             .parent()
@@ -224,6 +224,9 @@ impl Backend for LocalBackend {
             .to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| self.err(&dir, e))?;
         fs::rename(&f, &t).map_err(|e| self.err(&f, e))?;
+        if durability == Durability::Deferred {
+            return Ok(());
+        }
         File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| self.err(&dir, e))

@@ -60,6 +60,36 @@ pub trait Backend: Send + Sync {
     fn sync(&self) -> Result<()>;
     /// Last modification (or touch) time, Unix seconds; `None` when missing.
     fn modified(&self, path: &str) -> Result<Option<i64>>;
-    /// Moves an object to a new name, durably (replacing any object there).
-    fn rename(&self, from: &str, to: &str) -> Result<()>;
+    /// Moves an object to a new name atomically (replacing any object
+    /// there); with [`Durability::Deferred`] the move is durable after the
+    /// next [`Backend::sync`].
+    fn rename(&self, from: &str, to: &str, durability: Durability) -> Result<()>;
+}
+
+/// The last path component (the name) of every object under `dir`.
+pub fn list_names(b: &dyn Backend, dir: &str) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    b.list(dir, &mut |p| {
+        names.push(p.rsplit('/').next().unwrap_or(p).to_string());
+        Ok(())
+    })?;
+    Ok(names)
+}
+
+/// Every object under `dir` as (path, name, bytes); objects removed between
+/// listing and reading are skipped. For small directories (keys, locks).
+pub fn read_all(b: &dyn Backend, dir: &str) -> Result<Vec<(String, String, Vec<u8>)>> {
+    let mut paths = Vec::new();
+    b.list(dir, &mut |p| {
+        paths.push(p.to_string());
+        Ok(())
+    })?;
+    let mut out = Vec::new();
+    for p in paths {
+        if let Some(raw) = b.get(&p)? {
+            let name = p.rsplit('/').next().unwrap_or(&p).to_string();
+            out.push((p, name, raw));
+        }
+    }
+    Ok(out)
 }

@@ -36,6 +36,11 @@ impl RocksIndex {
         o.create_if_missing(true);
         o.set_max_open_files(256);
         o.set_keep_log_file_num(2);
+        // Bounded memory whatever the repository's size: gc deletes one
+        // entry per garbage chunk, and RocksDB's default memtable (64 MiB,
+        // two of them) would otherwise hold them all.
+        o.set_write_buffer_size(8 << 20);
+        o.set_max_write_buffer_number(2);
         let start = Instant::now();
         loop {
             match DB::open(&o, path) {
