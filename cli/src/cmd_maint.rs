@@ -157,31 +157,35 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> anyhow::Result<()> {
             .filter_map(|l| l.parent)
             .collect();
     let gens = repo.generations()?;
-    let mut by_source: std::collections::BTreeMap<String, Vec<(vmkeep_format::ObjectId, i64)>> =
-        Default::default();
+    type Row = (vmkeep_format::ObjectId, i64, u128, i64);
+    let mut by_source: std::collections::BTreeMap<String, Vec<Row>> = Default::default();
     for (id, gen) in &gens {
         if a.source.as_ref().is_none_or(|s| s == &gen.source) {
-            by_source
-                .entry(gen.source.clone())
-                .or_default()
-                .push((*id, gen.started));
+            by_source.entry(gen.source.clone()).or_default().push((
+                *id,
+                gen.started,
+                vmkeep_engine::repo::committed_ns(gen),
+                gen.finished,
+            ));
         }
     }
     let now = vmkeep_engine::repo::Repository::now();
     let mut out = Vec::new();
     for (source, list) in by_source {
         let mut items = Vec::new();
-        for (id, t) in &list {
+        for (id, t, ns, fin) in &list {
             items.push(Item {
                 key: id.to_hex(),
                 time: *t,
+                committed_ns: *ns,
+                finished: *fin,
                 protected: repo.is_protected(id)? || in_use.contains(id),
             });
         }
         let v = retention::decide(&items, &p, now, offset);
         let mut rows: Vec<_> = list
             .iter()
-            .map(|(id, t)| (*t, *id, v[&id.to_hex()].clone()))
+            .map(|(id, t, _, _)| (*t, *id, v[&id.to_hex()].clone()))
             .collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.0));
         for (t, id, verdict) in rows {

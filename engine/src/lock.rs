@@ -10,7 +10,6 @@
 //! refresh every [`REFRESH_EVERY`]. Stale locks are ignored (and removed
 //! by `unlock`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -192,7 +191,8 @@ pub fn live_others(b: &dyn Backend, own: Option<&str>) -> Result<Vec<LockInfo>> 
 pub struct Lock {
     backend: Arc<dyn Backend>,
     info: Arc<Mutex<LockInfo>>,
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the refresher.
+    stop: Option<crossbeam_channel::Sender<()>>,
     refresher: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -228,27 +228,24 @@ impl Lock {
             });
         }
         let info = Arc::new(Mutex::new(info));
-        let stop = Arc::new(AtomicBool::new(false));
+        // Dropping the sender wakes the refresher at once (no polling).
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let refresher = {
-            let (b, i, s) = (backend.clone(), info.clone(), stop.clone());
+            let (b, i) = (backend.clone(), info.clone());
             std::thread::Builder::new()
                 .name("vmkeep-lock".into())
                 .spawn(move || {
-                    let mut waited = Duration::ZERO;
-                    while !s.load(Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_millis(200));
-                        waited += Duration::from_millis(200);
-                        if waited >= REFRESH_EVERY {
-                            waited = Duration::ZERO;
-                            let mut li = i.lock().expect("poisoned");
-                            li.refreshed = now_unix();
-                            if let Err(e) = b.put(
-                                &format!("locks/{}", li.name),
-                                &li.encode(),
-                                Durability::Immediate,
-                            ) {
-                                log::warn!("cannot refresh lock {}: {e}", li.name);
-                            }
+                    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                        stopped.recv_timeout(REFRESH_EVERY)
+                    {
+                        let mut li = i.lock().expect("poisoned");
+                        li.refreshed = now_unix();
+                        if let Err(e) = b.put(
+                            &format!("locks/{}", li.name),
+                            &li.encode(),
+                            Durability::Immediate,
+                        ) {
+                            log::warn!("cannot refresh lock {}: {e}", li.name);
                         }
                     }
                 })
@@ -257,7 +254,7 @@ impl Lock {
         Ok(Lock {
             backend,
             info,
-            stop,
+            stop: Some(stop),
             refresher,
         })
     }
@@ -270,7 +267,7 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        drop(self.stop.take());
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
         }

@@ -42,7 +42,13 @@ impl Policy {
 #[derive(Clone, Debug)]
 pub struct Item {
     pub key: String,
+    /// Start of the backup, Unix seconds.
     pub time: i64,
+    /// Commit time in nanoseconds and end time (0 when unknown): they
+    /// order generations started in the same second, as everywhere else
+    /// (SPEC.md §8), so `--keep-last 1` keeps what `latest` names.
+    pub committed_ns: u128,
+    pub finished: i64,
     pub protected: bool,
 }
 
@@ -79,7 +85,14 @@ fn period(kind: &str, t: i64, off: UtcOffset) -> String {
 /// `offset` fix the clock and the time zone for periods.
 pub fn decide(items: &[Item], p: &Policy, now: i64, offset: UtcOffset) -> HashMap<String, Verdict> {
     let mut order: Vec<&Item> = items.iter().collect();
-    order.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.key.cmp(&a.key)));
+    order.sort_by(|a, b| {
+        (b.time, b.committed_ns, b.finished, &b.key).cmp(&(
+            a.time,
+            a.committed_ns,
+            a.finished,
+            &a.key,
+        ))
+    });
     let mut out: HashMap<String, Verdict> = HashMap::new();
     for it in &order {
         if it.protected {

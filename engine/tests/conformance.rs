@@ -63,15 +63,23 @@ fn backend_suite(b: &dyn Backend) {
         .as_secs() as i64;
     assert!((b.modified("manifests/two").unwrap().unwrap() - now).abs() < 60);
     assert_eq!(b.modified("nothing/there").unwrap(), None);
-    b.rename("manifests/two", "trash/1/manifests/two", Durability::Deferred)
-        .unwrap();
+    b.rename(
+        "manifests/two",
+        "trash/1/manifests/two",
+        Durability::Deferred,
+    )
+    .unwrap();
     assert!(!b.exists("manifests/two").unwrap());
     assert_eq!(
         b.get("trash/1/manifests/two").unwrap().as_deref(),
         Some(&b"second"[..])
     );
-    b.rename("trash/1/manifests/two", "manifests/two", Durability::Immediate)
-        .unwrap();
+    b.rename(
+        "trash/1/manifests/two",
+        "manifests/two",
+        Durability::Immediate,
+    )
+    .unwrap();
     b.delete("chunks/aa/one").unwrap();
     assert!(!b.exists("chunks/aa/one").unwrap());
     // Large objects survive intact.

@@ -15,6 +15,8 @@ fn items(list: &[(&str, i64)]) -> Vec<Item> {
         .map(|(k, ti)| Item {
             key: k.to_string(),
             time: *ti,
+            committed_ns: 0,
+            finished: *ti,
             protected: false,
         })
         .collect()
@@ -223,4 +225,29 @@ fn an_empty_policy_is_reported_empty() {
         ..Default::default()
     }
     .is_empty());
+}
+
+/// Generations started in the same second are ordered by commit time (as
+/// `latest` is), not by id: `--keep-last 1` keeps the last committed.
+#[test]
+fn same_second_generations_keep_the_last_committed() {
+    let mk = |key: &str, ns: u128| Item {
+        key: key.into(),
+        time: 1_700_000_000,
+        committed_ns: ns,
+        finished: 1_700_000_000,
+        protected: false,
+    };
+    // "ff.." sorts after "00.." but was committed first.
+    let list = [
+        mk("ff", 1_700_000_000_100_000_000),
+        mk("00", 1_700_000_000_900_000_000),
+    ];
+    let p = Policy {
+        last: 1,
+        ..Default::default()
+    };
+    let v = decide(&list, &p, 1_700_000_100, time::UtcOffset::UTC);
+    assert!(matches!(v["00"], Verdict::Keep(_)), "{v:?}");
+    assert!(matches!(v["ff"], Verdict::Remove(_)), "{v:?}");
 }
