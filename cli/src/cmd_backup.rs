@@ -9,7 +9,10 @@ use anyhow::{bail, Context};
 use serde_json::json;
 use vmkeep_engine::areas::AreaFile;
 use vmkeep_engine::backup::{self, DiskJob, GenerationInfo, Parent};
-use vmkeep_engine::source::{DiskSource, ImageSource};
+use vmkeep_engine::source::{DiskSource, Extent, ImageSource};
+
+/// Bytes of an image read ahead while the repository is being unlocked.
+const PREFETCH_BUDGET: u64 = 256 << 20;
 use vmkeep_format::generation::SourceKind;
 
 use crate::output::size;
@@ -52,11 +55,36 @@ pub struct BackupArgs {
 pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
     let started = vmkeep_engine::repo::Repository::now();
     let t0 = Instant::now();
+    if a.image.is_some() == a.vddk.disk.is_some() {
+        bail!("give exactly one of --image PATH or --vddk-disk PATH");
+    }
+    let image = match &a.image {
+        Some(p) => {
+            let img = ImageSource::open(p, a.read_mode == ReadMode::Sparse)?;
+            // The disk starts on the first areas to back up while the
+            // password is stretched (Argon2 takes a good part of a second).
+            let areas = a
+                .changed_areas
+                .as_deref()
+                .and_then(|f| AreaFile::open(f, img.capacity()).ok()?.iter().ok());
+            match areas {
+                Some(it) => img.will_need(it.map_while(|r| r.ok()), PREFETCH_BUDGET),
+                None => img.will_need(
+                    std::iter::once(Extent {
+                        offset: 0,
+                        length: img.capacity(),
+                    }),
+                    PREFETCH_BUDGET,
+                ),
+            }
+            Some(img)
+        }
+        None => None,
+    };
     let repo = context::open_repo(g)?;
-    let source: Box<dyn DiskSource> = match (&a.image, &a.vddk.disk) {
-        (Some(p), None) => Box::new(ImageSource::open(p, a.read_mode == ReadMode::Sparse)?),
-        (None, Some(_)) => vddk_cmd::open_source(&a.vddk, &g.vc, g.vddk_libdir.as_deref())?,
-        _ => bail!("give exactly one of --image PATH or --vddk-disk PATH"),
+    let source: Box<dyn DiskSource> = match image {
+        Some(img) => Box::new(img),
+        None => vddk_cmd::open_source(&a.vddk, &g.vc, g.vddk_libdir.as_deref())?,
     };
     let capacity = source.capacity();
     let parent_spec = match &a.parent {

@@ -82,6 +82,22 @@ impl ImageSource {
             sparse: sparse && !is_dev,
         })
     }
+
+    /// Asks the kernel to start reading `ranges` (clipped to the capacity)
+    /// in the background, at most `budget` bytes in all, so that a backup's
+    /// first reads overlap with work done before they start (unlocking the
+    /// repository key). Advice only: nothing fails.
+    pub fn will_need(&self, ranges: impl Iterator<Item = Extent>, budget: u64) {
+        let mut left = budget;
+        for r in ranges {
+            if left == 0 || r.offset >= self.capacity {
+                break;
+            }
+            let len = r.length.min(left).min(self.capacity - r.offset);
+            let _ = rustix::fs::fadvise(&self.file, r.offset, len, rustix::fs::Advice::WillNeed);
+            left -= len;
+        }
+    }
 }
 
 impl DiskSource for ImageSource {
