@@ -108,12 +108,17 @@ struct Case {
     u16_version: bool,
 }
 
-fn blob_case(name: &'static str, encrypted: bool, plain: Vec<u8>) -> Case {
-    let c = if encrypted {
+/// The test codec: AES-256-GCM under [`key`] or unencrypted, zstd 3.
+fn codec(encrypted: bool) -> Codec {
+    if encrypted {
         Codec::encrypted(&key(), 3)
     } else {
         Codec::plain(3)
-    };
+    }
+}
+
+fn blob_case(name: &'static str, encrypted: bool, plain: Vec<u8>) -> Case {
+    let c = codec(encrypted);
     let id = c.id(&plain);
     let valid = c.encode(BlobType::Chunk, &id, &plain);
     Case {
@@ -323,11 +328,7 @@ fn resealed_blob_damage_fails_decode() {
         (false, (0..=255u8).collect()),
         (true, (0..=255u8).collect()),
     ] {
-        let c = if encrypted {
-            Codec::encrypted(&key(), 3)
-        } else {
-            Codec::plain(3)
-        };
+        let c = codec(encrypted);
         let id = c.id(&plain);
         let valid = c.encode(BlobType::Chunk, &id, &plain);
         // Every bit from the plaintext-length field on (lengths, nonce,
@@ -374,11 +375,7 @@ fn reusable_decoders_reject_every_flip() {
     let mut dec = blob::Decoder::new();
     let mut out = Vec::new();
     for (encrypted, plain) in [(false, b"abc".repeat(100)), (true, b"abc".repeat(100))] {
-        let c = if encrypted {
-            Codec::encrypted(&key(), 3)
-        } else {
-            Codec::plain(3)
-        };
+        let c = codec(encrypted);
         let id = c.id(&plain);
         let valid = c.encode(BlobType::Chunk, &id, &plain);
         let mut slice = vec![0xeeu8; plain.len() + 7];
