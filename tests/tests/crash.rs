@@ -68,9 +68,18 @@ fn killed_backups_never_damage_the_repository() {
     std::fs::write(&base, text_bytes(1, 12 << 20)).unwrap();
     rig.backup(&base, "base", &[]);
     images.insert("base".to_string(), base.clone());
-    // How long does an unkilled backup of a fresh image take?
+    // Every image is the base with new data in a few places, so every
+    // backup writes new chunks.
+    let changed = |rng: &mut rand::rngs::StdRng, img: &std::path::Path| {
+        std::fs::copy(&base, img).unwrap();
+        for _ in 0..4 {
+            let at = rng.gen_range(0..(12u64 << 20) - (1 << 20));
+            write_at(img, at, &random_bytes(rng.gen(), 1 << 20));
+        }
+    };
+    // How long does an unkilled backup of such an image take?
     let probe = rig.path("probe.raw");
-    std::fs::write(&probe, random_bytes(2, 12 << 20)).unwrap();
+    changed(&mut rng, &probe);
     let t0 = Instant::now();
     rig.backup(&probe, "probe", &[]);
     let full = t0.elapsed();
@@ -80,12 +89,7 @@ fn killed_backups_never_damage_the_repository() {
     let mut seen = BTreeSet::new();
     for i in 0..n {
         let img = rig.path(&format!("img{i}.raw"));
-        std::fs::copy(&base, &img).unwrap();
-        // New data in a few places so every backup writes new chunks.
-        for _ in 0..4 {
-            let at = rng.gen_range(0..(12u64 << 20) - (1 << 20));
-            write_at(&img, at, &random_bytes(rng.gen(), 1 << 20));
-        }
+        changed(&mut rng, &img);
         let name = format!("d{i}");
         images.insert(name.clone(), img.clone());
         let after = full.mul_f64(rng.gen_range(0.0..1.2));
