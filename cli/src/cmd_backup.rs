@@ -10,13 +10,13 @@ use serde_json::json;
 use vmkeep_engine::areas::AreaFile;
 use vmkeep_engine::backup::{self, DiskJob, GenerationInfo, Parent};
 use vmkeep_engine::source::{DiskSource, Extent, ImageSource};
-
-/// Bytes of an image read ahead while the repository is being unlocked.
-const PREFETCH_BUDGET: u64 = 256 << 20;
 use vmkeep_format::generation::SourceKind;
 
 use crate::output::size;
 use crate::{context, vddk_cmd, Global};
+
+/// Bytes of an image read ahead while the repository is being unlocked.
+const PREFETCH_BUDGET: u64 = 256 << 20;
 
 /// How to read the source.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

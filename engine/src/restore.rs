@@ -9,11 +9,12 @@
 //!
 //! Each worker keeps its read buffer and zstd context; chunks are decoded
 //! into aligned buffers (so a file target can write them with direct I/O),
-//! and written buffers go back to the workers through a bounded recycling channel, so
-//! a restore allocates about `window` buffers in all. The reader asks the
-//! backend to prefetch chunks [`PREFETCH_LEAD`] slots ahead of the one it
-//! queues, so reads are in flight well before a worker needs them and one worker per core is enough (more
-//! only adds switching on a CPU-bound decode).
+//! and written buffers go back to the workers through a bounded recycling
+//! channel, so a restore allocates about `window` buffers in all. The
+//! reader asks the backend to prefetch chunks [`PREFETCH_LEAD`] slots ahead
+//! of the one it queues, so reads are in flight well before a worker needs
+//! them and one worker per core is enough (more only adds switching on a
+//! CPU-bound decode).
 
 use std::collections::BTreeMap;
 

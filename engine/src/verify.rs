@@ -3,11 +3,11 @@
 //! Keyed mode walks every generation → manifest → page, collects the chunk
 //! ids they reference (each chunk once, however many generations share it),
 //! then reads, decrypts and re-hashes the selected chunks in parallel, in
-//! id order, with the backend prefetching ahead of the workers. Memory: one
-//! set of referenced chunk ids plus each generation's page list; which
-//! generations reference a bad chunk is found by re-reading pages, only
-//! when something is bad. Any
+//! id order, with the backend prefetching ahead of the workers. Any
 //! unreadable object marks every generation that references it as damaged.
+//! Memory: one set of referenced chunk ids plus each generation's page
+//! list; which generations reference a bad chunk is found by re-reading
+//! pages, only when something is bad.
 //! Damaged chunks can be quarantined: moved to `quarantine/<path>` and
 //! dropped from the index, so the next backup that meets the same data
 //! stores it again.
@@ -238,8 +238,9 @@ pub fn verify(
         for (gi, pages) in gen_pages.iter().enumerate() {
             let mut hit: Vec<ObjectId> = Vec::new();
             for pid in pages {
-                if !page_bad.contains_key(pid) {
-                    let named = match repo.load_page(pid) {
+                let named = page_bad
+                    .entry(*pid)
+                    .or_insert_with(|| match repo.load_page(pid) {
                         Ok(page) => page
                             .entries
                             .iter()
@@ -247,10 +248,8 @@ pub fn verify(
                             .copied()
                             .collect(),
                         Err(_) => Vec::new(), // read fine a moment ago
-                    };
-                    page_bad.insert(*pid, named);
-                }
-                hit.extend(&page_bad[pid]);
+                    });
+                hit.extend(named.iter());
             }
             hit.sort_unstable();
             hit.dedup();
