@@ -3,8 +3,9 @@
 # the same run. Data set: ../shared/bench/make-dataset.py (4 GiB ext4 image
 # from /usr/lib, 3 later generations at 2% churn, with .cbt change lists).
 #   scripts/bench.sh [WORKDIR]        (default /tmp/vmkeep-bench; reuses the data set)
-# Prints one line per step (TOOL STEP SECONDS REPO_BYTES [PEAK_RSS_KiB]) and a
-# summary table with the ratios.
+# Prints one line per step (TOOL STEP SECONDS REPO_BYTES [PEAK_RSS_KiB]
+# [trials=...]) and a summary table with the ratios. vmkeep's backup steps
+# are the median of TRIALS runs (default 3; see backup_step).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 shared=${SHARED_DIR:-$here/../shared}
@@ -43,9 +44,40 @@ run() { # STEP CMD...
   rss=$(tail -1 "$work/rss")
   echo "vmkeep $step $(echo "$t1 - $t0" | bc) $(size "$VMKEEP_REPOSITORY") $rss" | tee -a "$out"
 }
-run backup-gen0 "$vmkeep" -q backup --image "$ds/gen0.raw" --disk bench
+# A backup step runs $TRIALS times (default 3), each from the same repository
+# state: the state before the step is kept as hard links (objects are
+# immutable files, written by temp file and rename) with a copy of the index
+# cache, and put back before each further trial. The median is reported, the
+# last trial's repository carries on.
+trials=${TRIALS:-3}
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+backup_step() { # STEP CMD...
+  local step=$1; shift
+  local before=$work/vmkeep-before times=() rss=0 r t0 t1 i
+  rm -rf "$before" "$before-cache"
+  cp -al "$VMKEEP_REPOSITORY" "$before"
+  cp -a "$VMKEEP_CACHE_DIR" "$before-cache"
+  for i in $(seq "$trials"); do
+    if [ "$i" -gt 1 ]; then
+      rm -rf "$VMKEEP_REPOSITORY" "$VMKEEP_CACHE_DIR"
+      cp -al "$before" "$VMKEEP_REPOSITORY"
+      cp -a "$before-cache" "$VMKEEP_CACHE_DIR"
+    fi
+    drop
+    t0=$(now)
+    /usr/bin/time -f "%M" -o "$work/rss" "$@" >/dev/null
+    t1=$(now)
+    times+=("$(echo "$t1 - $t0" | bc)")
+    r=$(tail -1 "$work/rss")
+    if [ "$r" -gt "$rss" ]; then rss=$r; fi
+  done
+  rm -rf "$before" "$before-cache"
+  echo "vmkeep $step $(median "${times[@]}") $(size "$VMKEEP_REPOSITORY") $rss trials=$(IFS=,; echo "${times[*]}")" | tee -a "$out"
+}
+mkdir -p "$VMKEEP_CACHE_DIR"
+backup_step backup-gen0 "$vmkeep" -q backup --image "$ds/gen0.raw" --disk bench
 for g in 1 2 3; do
-  run "backup-gen$g" "$vmkeep" -q backup --image "$ds/gen$g.raw" --disk bench --parent latest --changed-areas "$ds/gen$g.cbt"
+  backup_step "backup-gen$g" "$vmkeep" -q backup --image "$ds/gen$g.raw" --disk bench --parent latest --changed-areas "$ds/gen$g.cbt"
 done
 rm -f "$work/vmkeep-restore.raw"
 run restore-latest "$vmkeep" -q restore latest --to "$work/vmkeep-restore.raw"

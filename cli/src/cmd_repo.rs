@@ -33,6 +33,9 @@ pub struct KdfArgs {
     /// Argon2id passes.
     #[arg(long, default_value_t = 3)]
     pub kdf_iterations: u32,
+    /// Argon2id lanes (computed in parallel, one per core).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub kdf_lanes: u32,
 }
 
 impl KdfArgs {
@@ -40,7 +43,7 @@ impl KdfArgs {
         KdfParams {
             memory_kib: self.kdf_memory_kib,
             iterations: self.kdf_iterations,
-            lanes: 1,
+            lanes: self.kdf_lanes,
         }
     }
 }

@@ -3,7 +3,7 @@
 //! the cache directory (`<cache>/<repository id>/index`).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
@@ -71,11 +71,23 @@ pub fn index_path(g: &Global, repo: &Repository) -> anyhow::Result<PathBuf> {
 /// Opens the index of `repo`, rebuilding it when missing or damaged.
 pub fn open_index(g: &Global, repo: &Repository) -> anyhow::Result<RocksIndex> {
     let p = index_path(g, repo)?;
-    if let Some(parent) = p.parent() {
+    create_cache_dir(&p)?;
+    report_rebuild(g, &p, index::open_for(repo, &p)?)
+}
+
+fn create_cache_dir(index: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(parent) = index.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create cache directory {}", parent.display()))?;
     }
-    let (idx, report) = index::open_for(repo, &p)?;
+    Ok(())
+}
+
+fn report_rebuild(
+    g: &Global,
+    p: &std::path::Path,
+    (idx, report): (RocksIndex, Option<index::RebuildReport>),
+) -> anyhow::Result<RocksIndex> {
     if let Some(r) = report {
         if !g.quiet && !g.json {
             eprintln!(
@@ -90,6 +102,67 @@ pub fn open_index(g: &Global, repo: &Repository) -> anyhow::Result<RocksIndex> {
         }
     }
     Ok(idx)
+}
+
+/// An index being opened on a thread of its own while the repository is
+/// unlocked (opening RocksDB needs no key). Dropped unused (the command
+/// failed first), it stops the thread and waits for it, so that RocksDB is
+/// closed before the process exits.
+pub struct IndexOpening {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<vmkeep_engine::Result<RocksIndex>>>,
+}
+
+impl Drop for IndexOpening {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Starts opening the index of the repository named by `--repo`, whose id
+/// its config tells without a key. `None` when that cannot be done now:
+/// [`finish_index`] then opens the index the usual way, and reports errors.
+pub fn start_index(g: &Global) -> Option<IndexOpening> {
+    let cfg = Repository::read_config(backend(g).ok()?.as_ref()).ok()?;
+    let path = cache_dir(g).ok()?.join(cfg.id_hex()).join("index");
+    create_cache_dir(&path).ok()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (p, s) = (path.clone(), stop.clone());
+    let handle = std::thread::Builder::new()
+        .name("vmkeep-index-open".into())
+        .spawn(move || index::open_at(&p, &s))
+        .ok()?;
+    Some(IndexOpening {
+        path,
+        stop,
+        handle: Some(handle),
+    })
+}
+
+/// The index of `repo`: the one `opening` opened if it is `repo`'s (checked,
+/// and rebuilt when incomplete), else opened now.
+pub fn finish_index(
+    g: &Global,
+    repo: &Repository,
+    opening: Option<IndexOpening>,
+) -> anyhow::Result<RocksIndex> {
+    match opening {
+        Some(mut o) if o.path == index_path(g, repo)? => {
+            let h = o.handle.take().expect("joined only here or on drop");
+            let idx = h.join().map_err(|_| {
+                anyhow::anyhow!("opening the index {} panicked", o.path.display())
+            })??;
+            report_rebuild(g, &o.path, index::ready_for(repo, idx)?)
+        }
+        other => {
+            drop(other);
+            open_index(g, repo)
+        }
+    }
 }
 
 /// Takes a repository lock for this command (released on drop).

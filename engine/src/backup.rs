@@ -14,7 +14,7 @@
 //! final `sync`. A crash at any point leaves no manifest naming a chunk
 //! that is not durable.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use crossbeam_channel::bounded;
@@ -35,6 +35,9 @@ use crate::{Error, Result};
 const COMMIT_EVERY: usize = 256;
 /// Slots per allocation query.
 const ALLOC_WINDOW_SLOTS: u64 = 256;
+/// How far ahead of its reads the reader advises the source of the slots
+/// it will read (bytes).
+const READ_AHEAD: u64 = 64 << 20;
 
 /// Areas of the disk to read, sorted and non-overlapping.
 pub type AreaIter = Box<dyn Iterator<Item = Result<Extent>> + Send>;
@@ -186,6 +189,61 @@ impl SlotRuns {
     }
 }
 
+/// The runs of slots still to read, pulled from [`SlotRuns`] up to
+/// [`READ_AHEAD`] bytes ahead of the reader. Each run pulled is advised to
+/// the source ([`DiskSource::will_need`]), so that the scattered reads of an
+/// incremental backup do not wait for the disk one slot at a time. Holds at
+/// most `lead` runs.
+struct Lookahead {
+    runs: SlotRuns,
+    queue: VecDeque<(u64, u64)>,
+    exhausted: bool,
+    cs: u64,
+    capacity: u64,
+    /// `READ_AHEAD` in slots.
+    lead: u64,
+}
+
+impl Lookahead {
+    fn new(runs: SlotRuns, capacity: u64) -> Self {
+        let cs = runs.cs;
+        Lookahead {
+            runs,
+            queue: VecDeque::new(),
+            exhausted: false,
+            cs,
+            capacity,
+            lead: (READ_AHEAD / cs).max(1),
+        }
+    }
+
+    /// Whether `slot` is in a run; slots must be asked for in order.
+    fn wants(&mut self, slot: u64, source: &dyn DiskSource) -> Result<bool> {
+        while matches!(self.queue.front(), Some(&(_, last)) if last < slot) {
+            self.queue.pop_front();
+        }
+        while !self.exhausted
+            && self
+                .queue
+                .back()
+                .is_none_or(|&(_, last)| last < slot + self.lead)
+        {
+            match self.runs.next()? {
+                Some((first, last)) => {
+                    let off = first * self.cs;
+                    let end = (last + 1).saturating_mul(self.cs).min(self.capacity);
+                    source.will_need(off, (end - off).min(READ_AHEAD));
+                    if last >= slot {
+                        self.queue.push_back((first, last));
+                    }
+                }
+                None => self.exhausted = true,
+            }
+        }
+        Ok(matches!(self.queue.front(), Some(&(first, _)) if first <= slot))
+    }
+}
+
 struct Shared<'a> {
     repo: &'a Repository,
     index: &'a dyn Index,
@@ -306,16 +364,17 @@ fn read_stage(
 ) -> Result<()> {
     let cs64 = cs as u64;
     let capacity = source.capacity();
-    let mut runs = areas.map(|a| SlotRuns {
-        areas: a,
-        cs: cs64,
-        pending: None,
-        done: false,
+    let mut runs = areas.map(|a| {
+        Lookahead::new(
+            SlotRuns {
+                areas: a,
+                cs: cs64,
+                pending: None,
+                done: false,
+            },
+            capacity,
+        )
     });
-    let mut run = match &mut runs {
-        Some(r) => r.next()?,
-        None => None,
-    };
     let mut cursor = parent.map(|p| ParentCursor {
         repo: sh.repo,
         m: &p.manifest,
@@ -359,12 +418,7 @@ fn read_stage(
         // Is the slot in the read set?
         let wanted = match &mut runs {
             None => true,
-            Some(r) => {
-                while matches!(run, Some((_, last)) if last < slot) {
-                    run = r.next()?;
-                }
-                matches!(run, Some((first, _)) if first <= slot)
-            }
+            Some(r) => r.wants(slot, source)?,
         };
         let entry: Option<(ObjectId, bool)> = if !wanted {
             match &mut cursor {
@@ -740,4 +794,83 @@ pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Records the advice it gets; reads nothing.
+    struct Advised(Mutex<Vec<Extent>>, u64);
+
+    impl DiskSource for Advised {
+        fn describe(&self) -> String {
+            "advised".into()
+        }
+        fn capacity(&self) -> u64 {
+            self.1
+        }
+        fn read_at(&mut self, _: u64, _: &mut [u8]) -> Result<()> {
+            unreachable!()
+        }
+        fn allocated(&mut self, _: u64, _: u64) -> Result<Option<Vec<Extent>>> {
+            Ok(None)
+        }
+        fn will_need(&self, offset: u64, length: u64) {
+            self.0.lock().unwrap().push(Extent { offset, length });
+        }
+    }
+
+    proptest! {
+        /// The look-ahead wants exactly the slots an area touches, and has
+        /// advised each of them before the reader gets to it.
+        #[test]
+        fn lookahead_wants_touched_slots_and_advises_them_first(
+            cs_log in 16u32..22,
+            slots in 1u64..600,
+            gaps in proptest::collection::vec((0u64..3 << 20, 1u64..3 << 20), 0..40),
+        ) {
+            let cs = 1u64 << cs_log;
+            let capacity = slots * cs - cs / 3;
+            let mut areas = Vec::new();
+            let mut pos = 0;
+            for (gap, len) in gaps {
+                let offset = pos + gap;
+                if offset >= capacity {
+                    break;
+                }
+                let length = len.min(capacity - offset);
+                areas.push(Extent { offset, length });
+                pos = offset + length;
+            }
+            let touched = |s: u64| {
+                areas.iter().any(|a| a.offset < (s + 1) * cs && a.end() > s * cs)
+            };
+            let it: AreaIter = Box::new(areas.clone().into_iter().map(Ok));
+            let mut la = Lookahead::new(
+                SlotRuns { areas: it, cs, pending: None, done: false },
+                capacity,
+            );
+            let src = Advised(Mutex::new(Vec::new()), capacity);
+            for s in 0..slots {
+                let wanted = la.wants(s, &src).unwrap();
+                prop_assert_eq!(wanted, touched(s), "slot {}", s);
+                if wanted {
+                    // Advice covers the slot, or starts its run and was
+                    // capped at READ_AHEAD (the kernel reads on from there).
+                    let advised = src.0.lock().unwrap().iter().any(|e| {
+                        e.offset <= s * cs
+                            && (e.end() > s * cs
+                                || (e.length == READ_AHEAD && (e.offset / cs..=s).all(touched)))
+                    });
+                    prop_assert!(advised, "slot {} read before any advice", s);
+                }
+                prop_assert!(la.queue.len() as u64 <= la.lead + 1);
+            }
+        }
+    }
 }

@@ -38,6 +38,10 @@ pub trait DiskSource: Send {
     /// `None` when the source cannot tell (then everything is read). Bytes
     /// outside the returned extents read as zeros.
     fn allocated(&mut self, offset: u64, length: u64) -> Result<Option<Vec<Extent>>>;
+    /// Advice that `[offset, offset + length)` will be read soon, so a
+    /// source that can read in the background may start. Never fails; the
+    /// default does nothing.
+    fn will_need(&self, _offset: u64, _length: u64) {}
 }
 
 /// A raw disk image file or a block device.
@@ -83,21 +87,73 @@ impl ImageSource {
         })
     }
 
-    /// Asks the kernel to start reading `ranges` (clipped to the capacity)
-    /// in the background, at most `budget` bytes in all, so that a backup's
-    /// first reads overlap with work done before they start (unlocking the
-    /// repository key). Advice only: nothing fails.
-    pub fn will_need(&self, ranges: impl Iterator<Item = Extent>, budget: u64) {
-        let mut left = budget;
-        for r in ranges {
-            if left == 0 || r.offset >= self.capacity {
-                break;
-            }
-            let len = r.length.min(left).min(self.capacity - r.offset);
-            let _ = rustix::fs::fadvise(&self.file, r.offset, len, rustix::fs::Advice::WillNeed);
-            left -= len;
+    /// A second handle on the same file (its own descriptor), e.g. for a
+    /// thread that gives read-ahead advice.
+    pub fn try_clone(&self) -> Result<Self> {
+        let file = self.file.try_clone().map_err(|e| Error::SourceInvalid {
+            source_name: self.path.display().to_string(),
+            msg: format!("cannot duplicate the descriptor: {e}"),
+        })?;
+        Ok(ImageSource {
+            path: self.path.clone(),
+            file,
+            capacity: self.capacity,
+            sparse: self.sparse,
+        })
+    }
+
+    /// Asks the kernel to start reading `ranges` (see [`widened`]), so that
+    /// a backup's first reads overlap with work done before they start
+    /// (unlocking the repository key). Advice only: nothing fails.
+    pub fn read_ahead(&self, ranges: impl Iterator<Item = Extent>, granule: u64, budget: u64) {
+        for e in widened(ranges, granule, self.capacity, budget) {
+            self.will_need(e.offset, e.length);
         }
     }
+}
+
+/// `ranges` (sorted) widened to whole `granule`s (a backup reads whole
+/// slots), clipped to `capacity`, neighbours that touch merged, and cut
+/// after `budget` bytes in all.
+pub fn widened(
+    ranges: impl Iterator<Item = Extent>,
+    granule: u64,
+    capacity: u64,
+    budget: u64,
+) -> Vec<Extent> {
+    let g = granule.max(1);
+    let mut out: Vec<Extent> = Vec::new();
+    let mut total = 0u64;
+    for r in ranges {
+        if r.offset >= capacity || total >= budget {
+            break;
+        }
+        if r.length == 0 {
+            continue;
+        }
+        let start = r.offset / g * g;
+        let end = r.end().div_ceil(g).saturating_mul(g).min(capacity);
+        match out.last_mut() {
+            Some(last) if start <= last.end() => {
+                let grow = end.saturating_sub(last.end());
+                last.length += grow;
+                total += grow;
+            }
+            _ => {
+                out.push(Extent {
+                    offset: start,
+                    length: end - start,
+                });
+                total += end - start;
+            }
+        }
+    }
+    if total > budget {
+        if let Some(last) = out.last_mut() {
+            last.length -= total - budget;
+        }
+    }
+    out
 }
 
 impl DiskSource for ImageSource {
@@ -117,6 +173,10 @@ impl DiskSource for ImageSource {
                 offset,
                 error,
             })
+    }
+
+    fn will_need(&self, offset: u64, length: u64) {
+        let _ = rustix::fs::fadvise(&self.file, offset, length, rustix::fs::Advice::WillNeed);
     }
 
     fn allocated(&mut self, offset: u64, length: u64) -> Result<Option<Vec<Extent>>> {
@@ -160,5 +220,48 @@ impl DiskSource for ImageSource {
             pos = stop;
         }
         Ok(Some(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(offset: u64, length: u64) -> Extent {
+        Extent { offset, length }
+    }
+
+    #[test]
+    fn widened_rounds_out_to_granules_and_merges_neighbours() {
+        let got = widened(
+            [ext(10, 5), ext(1000, 30), ext(1030, 1), ext(5000, 10)].into_iter(),
+            1024,
+            4500,
+            u64::MAX,
+        );
+        // 10..15 and 1000..1031 share granules 0 and 1 (0..2048); 5000 is
+        // past the capacity.
+        assert_eq!(got, vec![ext(0, 2048)]);
+        let got = widened(
+            [ext(0, 1), ext(4096, 1)].into_iter(),
+            1024,
+            1 << 20,
+            u64::MAX,
+        );
+        assert_eq!(got, vec![ext(0, 1024), ext(4096, 1024)]);
+    }
+
+    #[test]
+    fn widened_clips_to_capacity_and_budget() {
+        let got = widened([ext(3000, 10)].into_iter(), 1024, 3050, u64::MAX);
+        assert_eq!(got, vec![ext(2048, 1002)]);
+        let got = widened(
+            [ext(0, 10), ext(8192, 10), ext(16384, 10)].into_iter(),
+            4096,
+            1 << 20,
+            6000,
+        );
+        assert_eq!(got, vec![ext(0, 4096), ext(8192, 1904)]);
+        assert!(widened([ext(0, 10)].into_iter(), 4096, 1 << 20, 0).is_empty());
     }
 }

@@ -11,7 +11,7 @@ mod rebuild;
 mod rocks;
 
 pub use mem::MemIndex;
-pub use rebuild::{open_for, rebuild, RebuildReport};
+pub use rebuild::{open_at, open_for, ready_for, rebuild, RebuildReport};
 pub use rocks::RocksIndex;
 
 use vmkeep_format::blob::BlobType;

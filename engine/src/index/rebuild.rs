@@ -6,6 +6,7 @@
 //! object's stored-bytes checksum so a damaged file is never indexed.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -83,9 +84,18 @@ pub fn rebuild(repo: &Repository, index: &dyn Index) -> Result<RebuildReport> {
 /// Opens the RocksDB index at `path` for `repo`, rebuilding it when needed.
 /// Returns the index and the rebuild report when a rebuild ran.
 pub fn open_for(repo: &Repository, path: &Path) -> Result<(RocksIndex, Option<RebuildReport>)> {
+    ready_for(repo, open_at(path, &AtomicBool::new(false))?)
+}
+
+/// Opens the RocksDB index at `path`, moving a damaged one aside and
+/// starting afresh. Needs no key, so it can run while the repository is
+/// being unlocked; [`ready_for`] then checks the index belongs to the
+/// repository and is complete. Waits up to a minute for another process
+/// that holds the index, unless `stop` is set.
+pub fn open_at(path: &Path, stop: &AtomicBool) -> Result<RocksIndex> {
     let existed = path.exists();
-    let idx = match RocksIndex::open(path, Duration::from_secs(60)) {
-        Ok(i) => i,
+    match RocksIndex::open_unless(path, Duration::from_secs(60), stop) {
+        Ok(i) => Ok(i),
         Err(Error::Index { msg, .. }) if existed && !msg.contains("in use") => {
             // Damaged: keep it for inspection, start afresh.
             let aside = path.with_extension(format!("damaged-{}", crate::repo::now_unix()));
@@ -98,10 +108,17 @@ pub fn open_for(repo: &Repository, path: &Path) -> Result<(RocksIndex, Option<Re
                 path.display(),
                 aside.display()
             );
-            RocksIndex::open(path, Duration::from_secs(60))?
+            RocksIndex::open(path, Duration::from_secs(60))
         }
-        Err(e) => return Err(e),
-    };
+        Err(e) => Err(e),
+    }
+}
+
+/// Rebuilds `idx` from `repo` unless it is a complete index of `repo`.
+pub fn ready_for(
+    repo: &Repository,
+    idx: RocksIndex,
+) -> Result<(RocksIndex, Option<RebuildReport>)> {
     let repo_ok = idx.meta_get(META_REPO)?.as_deref() == Some(repo.config().id_hex().as_bytes());
     let complete = idx.meta_get(META_STATE)?.as_deref() == Some(&b"complete"[..]);
     if repo_ok && complete {

@@ -4,6 +4,7 @@
 //! index is rebuildable, and an entry lost in a crash only costs a rewrite.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rocksdb::{Direction, IteratorMode, Options, WriteBatch, DB};
@@ -32,6 +33,12 @@ impl RocksIndex {
     /// Opens or creates the index at `path`. While another vmkeep process
     /// holds it, waits up to `wait` before failing with a message naming it.
     pub fn open(path: &Path, wait: Duration) -> Result<Self> {
+        Self::open_unless(path, wait, &AtomicBool::new(false))
+    }
+
+    /// [`RocksIndex::open`] that stops waiting for another process once
+    /// `stop` is set.
+    pub fn open_unless(path: &Path, wait: Duration, stop: &AtomicBool) -> Result<Self> {
         let mut o = Options::default();
         o.create_if_missing(true);
         o.set_max_open_files(256);
@@ -53,7 +60,7 @@ impl RocksIndex {
                 Err(e) => {
                     let msg = e.to_string();
                     let locked = msg.contains("lock") || msg.contains("LOCK");
-                    if locked && start.elapsed() < wait {
+                    if locked && start.elapsed() < wait && !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(Duration::from_millis(200));
                         continue;
                     }
