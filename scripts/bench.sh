@@ -48,8 +48,12 @@ run() { # STEP CMD...
 # state: the state before the step is kept as hard links (objects are
 # immutable files, written by temp file and rename) with a copy of the index
 # cache, and put back before each further trial. The median is reported, the
-# last trial's repository carries on.
+# last trial's repository carries on. Spent trials are moved aside and only
+# deleted at the end: this file system may be mounted with `discard`, and
+# freeing a gigabyte issues discards that slow the next measured step.
 trials=${TRIALS:-3}
+spent=$work/spent-trials
+rm -rf "$spent"; mkdir -p "$spent"
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 backup_step() { # STEP CMD...
   local step=$1; shift
@@ -59,7 +63,8 @@ backup_step() { # STEP CMD...
   cp -a "$VMKEEP_CACHE_DIR" "$before-cache"
   for i in $(seq "$trials"); do
     if [ "$i" -gt 1 ]; then
-      rm -rf "$VMKEEP_REPOSITORY" "$VMKEEP_CACHE_DIR"
+      mv "$VMKEEP_REPOSITORY" "$spent/$step-$i-repo"
+      mv "$VMKEEP_CACHE_DIR" "$spent/$step-$i-cache"
       cp -al "$before" "$VMKEEP_REPOSITORY"
       cp -a "$before-cache" "$VMKEEP_CACHE_DIR"
     fi
@@ -71,7 +76,8 @@ backup_step() { # STEP CMD...
     r=$(tail -1 "$work/rss")
     if [ "$r" -gt "$rss" ]; then rss=$r; fi
   done
-  rm -rf "$before" "$before-cache"
+  mv "$before" "$spent/$step-before"
+  mv "$before-cache" "$spent/$step-before-cache"
   echo "vmkeep $step $(median "${times[@]}") $(size "$VMKEEP_REPOSITORY") $rss trials=$(IFS=,; echo "${times[*]}")" | tee -a "$out"
 }
 mkdir -p "$VMKEEP_CACHE_DIR"
@@ -120,6 +126,7 @@ run gc "$vmkeep" -q gc
 peer prune restic -r "$rrepo" prune
 run verify-after-gc "$vmkeep" -q verify
 fi
+if [ -n "${spent:-}" ]; then rm -rf "$spent"; fi
 
 python3 - "$out" <<'PY'
 import sys
