@@ -181,10 +181,10 @@ pub fn gc_with_margin(
                 Ok(())
             })?;
             for (p, id) in victims {
-                match b.modified(&p)? {
-                    Some(m) if m < cutoff => {}
+                let size = match b.stat(&p)? {
+                    Some(st) if st.modified < cutoff => st.size,
                     _ => continue,
-                }
+                };
                 if !log_written {
                     b.put(
                         &format!("trashlog/{batch}"),
@@ -196,7 +196,6 @@ pub fn gc_with_margin(
                 if let Some(ix) = index {
                     ix.remove(ty, &id)?;
                 }
-                let size = b.size(&p)?.unwrap_or(0);
                 b.rename(&p, &format!("trash/{batch}/{p}"), Durability::Deferred)?;
                 report.trashed += 1;
                 report.trashed_bytes += size;

@@ -63,6 +63,14 @@ fn backend_suite(b: &dyn Backend) {
         .as_secs() as i64;
     assert!((b.modified("manifests/two").unwrap().unwrap() - now).abs() < 60);
     assert_eq!(b.modified("nothing/there").unwrap(), None);
+    // stat tells both at once, and agrees with size and modified.
+    let st = b
+        .stat("manifests/two")
+        .unwrap()
+        .expect("stat of a stored object");
+    assert_eq!(Some(st.size), b.size("manifests/two").unwrap());
+    assert_eq!(Some(st.modified), b.modified("manifests/two").unwrap());
+    assert_eq!(b.stat("nothing/there").unwrap(), None);
     b.rename(
         "manifests/two",
         "trash/1/manifests/two",

@@ -11,7 +11,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Backend, Durability};
+use super::{Backend, Durability, ObjectStat};
 use crate::{Error, Result};
 
 /// A repository in a local directory.
@@ -206,15 +206,21 @@ impl Backend for LocalBackend {
     }
 
     fn modified(&self, path: &str) -> Result<Option<i64>> {
+        Ok(self.stat(path)?.map(|s| s.modified))
+    }
+
+    fn stat(&self, path: &str) -> Result<Option<ObjectStat>> {
         let p = self.full(path);
         match fs::metadata(&p) {
             Ok(m) => {
                 let t = m.modified().map_err(|e| self.err(&p, e))?;
-                Ok(Some(
-                    t.duration_since(std::time::UNIX_EPOCH)
+                Ok(Some(ObjectStat {
+                    size: m.len(),
+                    modified: t
+                        .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_secs() as i64)
                         .unwrap_or(0),
-                ))
+                }))
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err(&p, e)),

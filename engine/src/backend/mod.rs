@@ -60,10 +60,27 @@ pub trait Backend: Send + Sync {
     fn sync(&self) -> Result<()>;
     /// Last modification (or touch) time, Unix seconds; `None` when missing.
     fn modified(&self, path: &str) -> Result<Option<i64>>;
+    /// Size and modification time together (one request where the backend
+    /// can: gc asks for both of every garbage object); `None` when missing.
+    fn stat(&self, path: &str) -> Result<Option<ObjectStat>> {
+        let Some(modified) = self.modified(path)? else {
+            return Ok(None);
+        };
+        Ok(self.size(path)?.map(|size| ObjectStat { size, modified }))
+    }
     /// Moves an object to a new name atomically (replacing any object
     /// there); with [`Durability::Deferred`] the move is durable after the
     /// next [`Backend::sync`].
     fn rename(&self, from: &str, to: &str, durability: Durability) -> Result<()>;
+}
+
+/// What [`Backend::stat`] tells of an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ObjectStat {
+    /// Stored size in bytes.
+    pub size: u64,
+    /// Last modification (or touch) time, Unix seconds.
+    pub modified: i64,
 }
 
 /// The last path component (the name) of every object under `dir`.
