@@ -21,7 +21,7 @@
 //! the authentication tag (when encrypted) and the id have all been
 //! verified.
 
-use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce, Tag};
 
 use crate::{keys::IdHasher, magic, FormatError, ObjectId};
@@ -165,17 +165,17 @@ impl Codec {
         out.extend_from_slice(&nonce);
         match &self.cipher {
             Some(c) => {
+                // Encrypted in place, right where the payload goes.
                 let aad = aad(&out[..HEADER_LEN], id);
-                let ct = c
-                    .encrypt(
-                        Nonce::from_slice(&nonce),
-                        Payload {
-                            msg: body,
-                            aad: &aad,
-                        },
+                out.extend_from_slice(body);
+                let tag = c
+                    .encrypt_inout_detached(
+                        &Nonce::from(nonce),
+                        &aad,
+                        (&mut out[HEADER_LEN..]).into(),
                     )
                     .expect("AES-GCM encryption cannot fail for inputs under 64 GiB");
-                out.extend_from_slice(&ct);
+                out.extend_from_slice(&tag);
             }
             None => out.extend_from_slice(body),
         }
@@ -265,13 +265,9 @@ impl Codec {
             }
             let aad = aad(&blob[..HEADER_LEN], id);
             let (ct, tag) = blob[HEADER_LEN..payload_end].split_at_mut(h.payload_len - TAG_LEN);
-            c.decrypt_in_place_detached(
-                Nonce::from_slice(&h.nonce),
-                &aad,
-                ct,
-                Tag::from_slice(tag),
-            )
-            .map_err(|_| FormatError::DecryptFailed { kind })?;
+            let tag = Tag::try_from(&tag[..]).map_err(|_| FormatError::DecryptFailed { kind })?;
+            c.decrypt_inout_detached(&Nonce::from(h.nonce), &aad, ct.into(), &tag)
+                .map_err(|_| FormatError::DecryptFailed { kind })?;
             &blob[HEADER_LEN..payload_end - TAG_LEN]
         } else {
             if self.cipher.is_some() {

@@ -92,7 +92,7 @@ impl KeySlot {
         let c = Aes256Gcm::new(&kek.into());
         let ct = c
             .encrypt(
-                Nonce::from_slice(&nonce),
+                &Nonce::from(nonce),
                 Payload {
                     msg: key.as_bytes(),
                     aad: &aad(repo_id, &slot_id),
@@ -123,7 +123,7 @@ impl KeySlot {
         let c = Aes256Gcm::new(&kek.into());
         let pt = c
             .decrypt(
-                Nonce::from_slice(&self.nonce),
+                &Nonce::from(self.nonce),
                 Payload {
                     msg: &self.wrapped,
                     aad: &aad(repo_id, &self.slot_id),
