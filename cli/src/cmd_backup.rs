@@ -58,8 +58,9 @@ pub struct BackupArgs {
 
 /// Starts the image on the first slots to back up while the password is
 /// stretched. Asking the kernel to read blocks while it queues the reads,
-/// so a thread of its own does it, on a second descriptor. The repository's chunk size is not known before
-/// it is opened: the default one is a good guess, and this is only advice.
+/// so a thread of its own does it, on a second descriptor. The repository's
+/// chunk size is not known before it is opened: the default one is a good
+/// guess, and this is only advice.
 fn read_ahead(img: &ImageSource, changed_areas: Option<PathBuf>) {
     let Ok(hint) = img.try_clone() else { return };
     let granule = u64::from(vmkeep_format::manifest::DEFAULT_CHUNK_SIZE);

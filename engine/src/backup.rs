@@ -193,7 +193,7 @@ impl SlotRuns {
 /// [`READ_AHEAD`] bytes ahead of the reader. Each run pulled is advised to
 /// the source ([`DiskSource::will_need`]), so that the scattered reads of an
 /// incremental backup do not wait for the disk one slot at a time. Holds at
-/// most `lead` runs.
+/// most `lead` + 1 runs.
 struct Lookahead {
     runs: SlotRuns,
     queue: VecDeque<(u64, u64)>,
