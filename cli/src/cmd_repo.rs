@@ -28,13 +28,17 @@ pub struct InitArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct KdfArgs {
     /// Argon2id memory in KiB.
-    #[arg(long, default_value_t = 65536)]
+    #[arg(long, default_value_t = KdfParams::default().memory_kib)]
     pub kdf_memory_kib: u32,
     /// Argon2id passes.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = KdfParams::default().iterations)]
     pub kdf_iterations: u32,
     /// Argon2id lanes (computed in parallel, one per core).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(
+        long,
+        default_value_t = KdfParams::default().lanes,
+        value_parser = clap::value_parser!(u32).range(1..=64)
+    )]
     pub kdf_lanes: u32,
 }
 
