@@ -7,7 +7,7 @@
 # installs those itself.
 set -euo pipefail
 pkgs=(librocksdb-dev libclang-dev clang golang-go golang-github-vmware-govmomi-dev
-      e2fsprogs qemu-utils pkg-config bc)
+      e2fsprogs qemu-utils pkg-config bc make)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

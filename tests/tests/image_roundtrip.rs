@@ -478,3 +478,27 @@ fn unencrypted_repository_round_trips() {
     assert_eq!(n(&again, "new_chunks"), 0);
     rig.assert_restores(st(&b, "generation"), &img);
 }
+
+/// The binary runs on jemalloc with transparent huge pages compiled in
+/// (.cargo/config.toml, cli/src/main.rs): without them Argon2id's 64 MiB and
+/// the pipeline's buffers cost tens of thousands of page faults per run
+/// (README "Performance"). jemalloc prints its options when asked to.
+#[test]
+fn the_binary_allocates_with_jemalloc_and_huge_pages() {
+    let out = std::process::Command::new(vmkeep_bin())
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run vmkeep --version");
+    assert!(out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        all.contains("opt.thp: \"always\""),
+        "jemalloc's options do not say thp:always:\n{all}"
+    );
+}
