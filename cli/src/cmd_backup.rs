@@ -94,15 +94,19 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
         bail!("give exactly one of --image PATH or --vddk-disk PATH");
     }
     let image = match &a.image {
-        Some(p) => {
-            let img = ImageSource::open(p, a.read_mode == ReadMode::Sparse)?;
-            read_ahead(&img, a.changed_areas.clone());
-            Some(img)
-        }
+        Some(p) => Some(ImageSource::open(p, a.read_mode == ReadMode::Sparse)?),
         None => None,
     };
-    let index = context::start_index(g);
-    let repo = context::open_repo(g)?;
+    // The config and key files first: they are the unlock's critical path,
+    // and with a cold cache each costs a disk read that would otherwise
+    // queue behind the read-ahead's and RocksDB's. Those two then run while
+    // the key is derived.
+    let sealed = context::read_repo(g)?;
+    if let Some(img) = &image {
+        read_ahead(img, a.changed_areas.clone());
+    }
+    let index = context::start_index(g, &sealed);
+    let repo = context::unlock(g, sealed)?;
     phase("unlocked the repository");
     let source: Box<dyn DiskSource> = match image {
         Some(img) => Box::new(img),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use vmkeep_engine::backend::{Backend, LocalBackend};
 use vmkeep_engine::index::{self, RocksIndex};
-use vmkeep_engine::repo::Repository;
+use vmkeep_engine::repo::{Repository, Sealed};
 
 use crate::Global;
 
@@ -40,13 +40,21 @@ pub fn backend(g: &Global) -> anyhow::Result<Arc<dyn Backend>> {
 
 /// Opens and unlocks the repository.
 pub fn open_repo(g: &Global) -> anyhow::Result<Repository> {
-    let b = backend(g)?;
-    let cfg = Repository::read_config(b.as_ref())?;
-    let pw = match cfg.encryption {
+    unlock(g, read_repo(g)?)
+}
+
+/// Reads the repository's config and key slots, without unlocking it.
+pub fn read_repo(g: &Global) -> anyhow::Result<Sealed> {
+    Ok(Repository::read(backend(g)?)?)
+}
+
+/// Unlocks a repository read by [`read_repo`] with the password.
+pub fn unlock(g: &Global, sealed: Sealed) -> anyhow::Result<Repository> {
+    let pw = match sealed.config().encryption {
         vmkeep_format::config::Encryption::None => None,
         _ => crate::password::repository(g.password_file.as_deref(), false)?,
     };
-    Ok(Repository::open(b, pw.as_deref())?)
+    Ok(sealed.unlock(pw.as_deref())?)
 }
 
 /// The cache directory.
@@ -123,11 +131,11 @@ impl Drop for IndexOpening {
     }
 }
 
-/// Starts opening the index of the repository named by `--repo`, whose id
+/// Starts opening the index of the repository read as `sealed`, whose id
 /// its config tells without a key. `None` when that cannot be done now:
 /// [`finish_index`] then opens the index the usual way, and reports errors.
-pub fn start_index(g: &Global) -> Option<IndexOpening> {
-    let cfg = Repository::read_config(backend(g).ok()?.as_ref()).ok()?;
+pub fn start_index(g: &Global, sealed: &Sealed) -> Option<IndexOpening> {
+    let cfg = sealed.config();
     let path = cache_dir(g).ok()?.join(cfg.id_hex()).join("index");
     create_cache_dir(&path).ok()?;
     let stop = Arc::new(AtomicBool::new(false));

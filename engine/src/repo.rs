@@ -1,4 +1,5 @@
-//! The repository: a backend plus its parsed `config` and unlocked keys.
+//! The repository: a backend plus its parsed `config` and unlocked keys;
+//! [`Sealed`] is one read but not yet unlocked.
 //!
 //! Layout (SPEC.md §2): `config`, `keys/<slot>`, `chunks/<2 hex>/<id>`,
 //! `pages/<2 hex>/<id>`, `manifests/<id>`, `generations/<id>`. `config` is
@@ -203,36 +204,24 @@ impl Repository {
 
     /// Opens a repository, unlocking it with `password` when encrypted.
     pub fn open(backend: Arc<dyn Backend>, password: Option<&[u8]>) -> Result<Self> {
-        let loc = backend.location();
+        Self::read(backend)?.unlock(password)
+    }
+
+    /// The reading half of [`Repository::open`]: the config and, when the
+    /// repository is encrypted, its key slots. A caller can then start other
+    /// reads (which would otherwise queue in front of these) while
+    /// [`Sealed::unlock`] derives the key.
+    pub fn read(backend: Arc<dyn Backend>) -> Result<Sealed> {
         let config = Self::read_config(backend.as_ref())?;
-        match config.encryption {
-            Encryption::None => Ok(Repository {
-                codec: Codec::plain(config.zstd_level),
-                backend,
-                config,
-                key: None,
-                slot: None,
-            }),
-            Encryption::Aes256Gcm => {
-                let pw = password.ok_or_else(|| Error::PasswordRequired(loc.clone()))?;
-                for (name, slot) in Self::slots(backend.as_ref(), &loc)? {
-                    match slot.open(pw, &config.id) {
-                        Ok(key) => {
-                            return Ok(Repository {
-                                codec: Codec::encrypted(&key, config.zstd_level),
-                                backend,
-                                config,
-                                key: Some(key),
-                                slot: Some(name),
-                            })
-                        }
-                        Err(FormatError::WrongPassword) => continue,
-                        Err(e) => return Err(Error::Invalid(format!("key slot {name}: {e}"))),
-                    }
-                }
-                Err(Error::WrongPassword(loc))
-            }
-        }
+        let slots = match config.encryption {
+            Encryption::None => None,
+            Encryption::Aes256Gcm => Some(Self::slots(backend.as_ref(), &backend.location())),
+        };
+        Ok(Sealed {
+            backend,
+            config,
+            slots,
+        })
     }
 
     fn slots(backend: &dyn Backend, loc: &str) -> Result<Vec<(String, KeySlot)>> {
@@ -514,5 +503,124 @@ impl Repository {
             )));
         }
         self.backend.delete(&object_path(BlobType::Generation, id))
+    }
+}
+
+/// A repository whose config and key slots are read but not yet unlocked
+/// ([`Repository::read`]). Invariant: `slots` is `Some` exactly when the
+/// config says the repository is encrypted; an error reading them is kept
+/// and reported by [`Sealed::unlock`] after the password check, so the
+/// errors come in the same order as from [`Repository::open`].
+pub struct Sealed {
+    backend: Arc<dyn Backend>,
+    config: RepoConfig,
+    slots: Option<Result<Vec<(String, KeySlot)>>>,
+}
+
+impl Sealed {
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// Derives the master key from `password` (Argon2id, the slow part)
+    /// and opens the repository.
+    pub fn unlock(self, password: Option<&[u8]>) -> Result<Repository> {
+        let Sealed {
+            backend,
+            config,
+            slots,
+        } = self;
+        let loc = backend.location();
+        let Some(slots) = slots else {
+            return Ok(Repository {
+                codec: Codec::plain(config.zstd_level),
+                backend,
+                config,
+                key: None,
+                slot: None,
+            });
+        };
+        let pw = password.ok_or_else(|| Error::PasswordRequired(loc.clone()))?;
+        for (name, slot) in slots? {
+            match slot.open(pw, &config.id) {
+                Ok(key) => {
+                    return Ok(Repository {
+                        codec: Codec::encrypted(&key, config.zstd_level),
+                        backend,
+                        config,
+                        key: Some(key),
+                        slot: Some(name),
+                    })
+                }
+                Err(FormatError::WrongPassword) => continue,
+                Err(e) => return Err(Error::Invalid(format!("key slot {name}: {e}"))),
+            }
+        }
+        Err(Error::WrongPassword(loc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::LocalBackend;
+    use crate::repo::InitOptions;
+
+    fn init(dir: &std::path::Path) -> Arc<dyn Backend> {
+        let b: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.join("repo")));
+        let o = InitOptions {
+            encryption: Encryption::Aes256Gcm,
+            chunk_size: 1 << 20,
+            zstd_level: 1,
+            kdf: KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                lanes: 1,
+            },
+            label: "test".into(),
+        };
+        Repository::init(b.clone(), Some(b"pw"), &o).unwrap();
+        b
+    }
+
+    /// `read` does all the reading: the key slots can vanish before
+    /// `unlock` (which is what lets `backup` start its read-ahead in
+    /// between without delaying the key files).
+    #[test]
+    fn read_reads_the_key_slots_and_unlock_only_derives() {
+        let d = tempfile::tempdir().unwrap();
+        let b = init(d.path());
+        let sealed = Repository::read(b.clone()).unwrap();
+        assert_eq!(sealed.config().encryption, Encryption::Aes256Gcm);
+        std::fs::remove_dir_all(d.path().join("repo/keys")).unwrap();
+        let r = sealed.unlock(Some(b"pw")).unwrap();
+        assert!(r.slot.is_some());
+    }
+
+    /// Errors come in `open`'s order: a missing password before unreadable
+    /// key slots, a wrong password named as such.
+    #[test]
+    fn unlock_reports_errors_in_opens_order() {
+        let d = tempfile::tempdir().unwrap();
+        let b = init(d.path());
+        let wrong = Repository::read(b.clone()).unwrap().unlock(Some(b"nope"));
+        assert!(
+            matches!(wrong, Err(Error::WrongPassword(_))),
+            "{:?}",
+            wrong.err()
+        );
+        std::fs::remove_dir_all(d.path().join("repo/keys")).unwrap();
+        std::fs::create_dir(d.path().join("repo/keys")).unwrap();
+        let no_pw = Repository::read(b.clone()).unwrap().unlock(None);
+        assert!(
+            matches!(no_pw, Err(Error::PasswordRequired(_))),
+            "{:?}",
+            no_pw.err()
+        );
+        let no_slots = Repository::read(b).unwrap().unlock(Some(b"pw"));
+        match no_slots {
+            Err(e) => assert!(e.to_string().contains("no key slots"), "{e}"),
+            Ok(_) => panic!("opened without key slots"),
+        }
     }
 }
