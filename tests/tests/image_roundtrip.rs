@@ -502,3 +502,37 @@ fn the_binary_allocates_with_jemalloc_and_huge_pages() {
         "jemalloc's options do not say thp:always:\n{all}"
     );
 }
+
+/// RocksDB and its compression libraries are linked into the binary
+/// (.cargo/config.toml `ROCKSDB_STATIC`, engine/build.rs): with a cold page
+/// cache each shared library costs milliseconds of every run (README
+/// "Performance"). The C++ runtime stays shared (see engine/build.rs).
+#[test]
+fn the_binary_links_rocksdb_statically() {
+    let bytes = std::fs::read(vmkeep_bin()).expect("read the vmkeep binary");
+    let out = std::process::Command::new("ldd")
+        .arg(vmkeep_bin())
+        .output()
+        .expect("run ldd");
+    assert!(out.status.success(), "ldd failed on the vmkeep binary");
+    let libs = String::from_utf8_lossy(&out.stdout);
+    assert!(libs.contains("libc.so"), "ldd listed no libraries:\n{libs}");
+    for lib in [
+        "librocksdb",
+        "libsnappy",
+        "liblz4",
+        "libbz2",
+        "libz.so",
+        "libgflags",
+    ] {
+        assert!(
+            !libs.contains(lib),
+            "vmkeep loads {lib} at run time:\n{libs}"
+        );
+    }
+    // RocksDB itself is in the binary: its statistics names are.
+    assert!(
+        bytes.windows(12).any(|w| w == b"rocksdb.db.g"),
+        "RocksDB's code is not linked into the binary"
+    );
+}
