@@ -523,6 +523,7 @@ fn the_binary_links_rocksdb_statically() {
         "liblz4",
         "libbz2",
         "libz.so",
+        "libzstd",
         "libgflags",
     ] {
         assert!(
