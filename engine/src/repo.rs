@@ -564,20 +564,18 @@ impl Sealed {
 mod tests {
     use super::*;
     use crate::backend::LocalBackend;
-    use crate::repo::InitOptions;
 
     fn init(dir: &std::path::Path) -> Arc<dyn Backend> {
         let b: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.join("repo")));
+        // Defaults (encrypted), with the cheapest key derivation.
         let o = InitOptions {
-            encryption: Encryption::Aes256Gcm,
-            chunk_size: 1 << 20,
-            zstd_level: 1,
             kdf: KdfParams {
                 memory_kib: 64,
                 iterations: 1,
                 lanes: 1,
             },
             label: "test".into(),
+            ..InitOptions::default()
         };
         Repository::init(b.clone(), Some(b"pw"), &o).unwrap();
         b
