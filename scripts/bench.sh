@@ -70,7 +70,7 @@ backup_step() { # STEP CMD...
     fi
     drop
     t0=$(now)
-    /usr/bin/time -f "%M" -o "$work/rss" "$@" >/dev/null
+    /usr/bin/time -f "%M" -o "$work/rss" "$@" >"$work/$step.json"
     t1=$(now)
     times+=("$(echo "$t1 - $t0" | bc)")
     r=$(tail -1 "$work/rss")
@@ -81,9 +81,9 @@ backup_step() { # STEP CMD...
   echo "vmkeep $step $(median "${times[@]}") $(size "$VMKEEP_REPOSITORY") $rss trials=$(IFS=,; echo "${times[*]}")" | tee -a "$out"
 }
 mkdir -p "$VMKEEP_CACHE_DIR"
-backup_step backup-gen0 "$vmkeep" -q backup --image "$ds/gen0.raw" --disk bench
+backup_step backup-gen0 "$vmkeep" -q --json backup --image "$ds/gen0.raw" --disk bench
 for g in 1 2 3; do
-  backup_step "backup-gen$g" "$vmkeep" -q backup --image "$ds/gen$g.raw" --disk bench --parent latest --changed-areas "$ds/gen$g.cbt"
+  backup_step "backup-gen$g" "$vmkeep" -q --json backup --image "$ds/gen$g.raw" --disk bench --parent latest --changed-areas "$ds/gen$g.cbt"
 done
 rm -f "$work/vmkeep-restore.raw"
 run restore-latest "$vmkeep" -q restore latest --to "$work/vmkeep-restore.raw"
@@ -128,8 +128,8 @@ run verify-after-gc "$vmkeep" -q verify
 fi
 if [ -n "${spent:-}" ]; then rm -rf "$spent"; fi
 
-python3 - "$out" <<'PY'
-import sys
+python3 - "$out" "$work" <<'PY'
+import json, os, sys
 rows = {}
 ceiling = None
 for line in open(sys.argv[1]):
@@ -149,8 +149,17 @@ for tool in ("vmkeep", "restic", "borg"):
     print(f"| repo size after 4 generations, {tool} | {rows.get((tool, 'backup-gen3'), (0, 0))[1] / 2**20:.0f} MiB |")
 v0 = t("vmkeep", "backup-gen0")
 print(f"full backup: {size / v0 / 1e6:.0f} MB/s; ceiling (hash+zstd+AES on 2 threads): {ceiling / 1e6:.0f} MB/s -> {size / v0 / ceiling * 100:.0f}% of ceiling")
+def read_bytes(step):
+    # The backup's own report (--json, last trial): bytes it read from the image.
+    try:
+        return json.load(open(os.path.join(sys.argv[2], step + ".json")))["read_bytes"]
+    except (OSError, ValueError, KeyError):
+        return None
+r0 = read_bytes("backup-gen0")
 for g in (1, 2, 3):
-    print(f"incremental gen{g}: {t('vmkeep', f'backup-gen{g}') / v0 * 100:.1f}% of the full backup's time")
+    rg = read_bytes(f"backup-gen{g}")
+    floor = f"; it read {rg / r0 * 100:.1f}% of the full backup's bytes (the floor before fixed costs)" if rg and r0 else ""
+    print(f"incremental gen{g}: {t('vmkeep', f'backup-gen{g}') / v0 * 100:.1f}% of the full backup's time{floor}")
 def line(tool, step):
     r = rows.get((tool, step))
     return f"{r[0]:.2f} s, peak {int(r[2]) // 1024} MiB" if r and r[2] else (f"{r[0]:.2f} s" if r else "n/a")
