@@ -1,19 +1,18 @@
 //! `vmkeep backup`: one disk (image file, block device, or VDDK disk) into
-//! a new generation, full or incremental from a parent generation with a
-//! changed-areas list.
+//! a new generation of its lineage, full or incremental. The work is the
+//! engine's ([`vmkeep_engine::ops::backup`]); this module parses, starts
+//! the read-ahead and the index while the key is derived, and prints.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
-use serde_json::json;
-use vmkeep_engine::areas::AreaFile;
-use vmkeep_engine::backup::{self, DiskJob, GenerationInfo, Parent};
+use vmkeep_engine::areas::AreaList;
+use vmkeep_engine::ops::backup::{self as op, AreaMode, BackupOptions, BackupReport};
 use vmkeep_engine::source::{DiskSource, Extent, ImageSource};
 use vmkeep_format::generation::SourceKind;
 
-use crate::output::size;
-use crate::{context, vddk_cmd, Global};
+use crate::output::{count, name, size};
+use crate::{context, outln, vddk_cmd, Global, Threads};
 
 /// Bytes of an image read ahead while the repository is being unlocked:
 /// the first slots, so the pipeline starts on warm data; the reader's own
@@ -32,6 +31,7 @@ pub enum ReadMode {
 }
 
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["image", "vddk_disk"])))]
 pub struct BackupArgs {
     /// Disk image file or block device to back up.
     #[arg(long)]
@@ -41,11 +41,18 @@ pub struct BackupArgs {
     /// Name of the disk lineage (generations of one disk share it).
     #[arg(long = "disk", id = "disk_name")]
     pub disk: String,
-    /// Only read these areas (lines `offset,length` in bytes). With --parent,
-    /// everything else comes from the parent; without, everything else is zero.
-    #[arg(long)]
+    /// Only these areas changed since the parent (lines `offset,length` in
+    /// bytes, as QueryChangedDiskAreas answers); every other slot keeps the
+    /// parent's entry. The parent is --parent, else the lineage's latest
+    /// generation. Read once: a pipe or `/dev/stdin` works.
+    #[arg(long, conflicts_with = "allocated_areas")]
     pub changed_areas: Option<PathBuf>,
-    /// Parent generation (id prefix, `latest`, or `latest:NAME`).
+    /// Only these areas hold data (a first backup from QueryChangedDiskAreas("*")
+    /// or QueryAllocatedBlocks); every other slot is zero. A full backup: no parent.
+    #[arg(long, conflicts_with = "parent")]
+    pub allocated_areas: Option<PathBuf>,
+    /// Parent generation: `latest` (this lineage's newest), an id prefix, or
+    /// `latest:NAME` (another lineage's newest, named explicitly).
     #[arg(long)]
     pub parent: Option<String>,
     /// Read everything, or skip unallocated ranges.
@@ -54,6 +61,8 @@ pub struct BackupArgs {
     /// CBT change id to record for the next incremental.
     #[arg(long, default_value = "")]
     pub change_id: String,
+    #[command(flatten)]
+    pub threads: Threads,
 }
 
 /// Starts the image on the first slots to back up while the password is
@@ -61,27 +70,23 @@ pub struct BackupArgs {
 /// so a thread of its own does it, on a second descriptor. The repository's
 /// chunk size is not known before it is opened: the default one is a good
 /// guess, and this is only advice.
-fn read_ahead(img: &ImageSource, changed_areas: Option<PathBuf>) {
+fn read_ahead(img: &ImageSource, areas: Option<&AreaList>) {
     let Ok(hint) = img.try_clone() else { return };
     let granule = u64::from(vmkeep_format::manifest::DEFAULT_CHUNK_SIZE);
     let capacity = hint.capacity();
+    let areas = areas.cloned();
     let _ = std::thread::Builder::new()
         .name("vmkeep-read-ahead".into())
-        .spawn(move || {
-            let areas = changed_areas
-                .as_deref()
-                .and_then(|f| AreaFile::open(f, capacity).ok()?.iter().ok());
-            match areas {
-                Some(it) => hint.read_ahead(it.map_while(|r| r.ok()), granule, PREFETCH_BUDGET),
-                None => hint.read_ahead(
-                    std::iter::once(Extent {
-                        offset: 0,
-                        length: capacity,
-                    }),
-                    granule,
-                    PREFETCH_BUDGET,
-                ),
-            }
+        .spawn(move || match areas {
+            Some(a) => hint.read_ahead(a.extents().iter().copied(), granule, PREFETCH_BUDGET),
+            None => hint.read_ahead(
+                std::iter::once(Extent {
+                    offset: 0,
+                    length: capacity,
+                }),
+                granule,
+                PREFETCH_BUDGET,
+            ),
         });
 }
 
@@ -90,12 +95,21 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     // Where the time goes (RUST_LOG=debug).
     let phase = |what: &str| log::debug!("backup: {what} at {:.3} s", t0.elapsed().as_secs_f64());
-    if a.image.is_some() == a.vddk.disk.is_some() {
-        bail!("give exactly one of --image PATH or --vddk-disk PATH");
-    }
+    op::check_name("disk name", &a.disk)?;
     let image = match &a.image {
         Some(p) => Some(ImageSource::open(p, a.read_mode == ReadMode::Sparse)?),
         None => None,
+    };
+    // Read once, before anything else: a pipe has only one reader.
+    let cap = image.as_ref().map(|i| i.capacity());
+    let areas = match (&a.changed_areas, &a.allocated_areas) {
+        (Some(f), _) => AreaMode::Changed(AreaList::read(f, cap)?),
+        (None, Some(f)) => AreaMode::Allocated(AreaList::read(f, cap)?),
+        (None, None) => AreaMode::Everything,
+    };
+    let listed = match &areas {
+        AreaMode::Changed(l) | AreaMode::Allocated(l) => Some(l),
+        AreaMode::Everything => None,
     };
     // The config and key files first: they are the unlock's critical path,
     // and with a cold cache each costs a disk read that would otherwise
@@ -103,129 +117,83 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
     // the key is derived.
     let sealed = context::read_repo(g)?;
     if let Some(img) = &image {
-        read_ahead(img, a.changed_areas.clone());
+        read_ahead(img, listed);
     }
     let index = context::start_index(g, &sealed);
     let repo = context::unlock(g, sealed)?;
     phase("unlocked the repository");
     let source: Box<dyn DiskSource> = match image {
         Some(img) => Box::new(img),
-        None => vddk_cmd::open_source(&a.vddk, &g.vc, g.vddk_libdir.as_deref())?,
-    };
-    let capacity = source.capacity();
-    let parent_spec = match &a.parent {
-        Some(spec) => Some(
-            repo.resolve_generation(spec)
-                .map_err(|e| anyhow::anyhow!("parent generation {spec}: {e}"))?
-                .0,
-        ),
-        None => None,
-    };
-    let _lock = context::lock(&repo, vmkeep_engine::lock::Mode::Shared, parent_spec)?;
-    phase("locked");
-    // Loaded again under the lock: a forget that ran in between would have
-    // removed it (the lock names the parent, so none can from now on).
-    let parent = match parent_spec {
-        None => None,
-        Some(pid) => {
-            let pg = repo
-                .load_generation(&pid)
-                .map_err(|e| anyhow::anyhow!("parent generation {}: {e}", pid.short()))?;
-            let d = pg
-                .disks
-                .iter()
-                .find(|d| d.name == a.disk)
-                .with_context(|| {
-                    format!(
-                        "parent generation {}: it has no disk named {:?} (it has: {})",
-                        pid.short(),
-                        a.disk,
-                        pg.disks
-                            .iter()
-                            .map(|d| d.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                })?;
-            if d.capacity != capacity {
-                bail!(
-                    "parent generation {}: disk {:?} had {} bytes, {} has {capacity}: the disk changed size, take a full backup (no --parent)",
-                    pid.short(),
-                    a.disk,
-                    d.capacity,
-                    source.describe()
-                );
-            }
-            let manifest = repo.load_manifest(&d.manifest)?;
-            Some((
-                pid,
-                Parent {
-                    label: pid.short(),
-                    manifest,
-                },
-            ))
-        }
-    };
-    let areas = match &a.changed_areas {
-        Some(f) => Some(AreaFile::open(f, capacity)?.iter()?),
-        None => None,
+        None => vddk_cmd::open_source(&a.vddk)?,
     };
     let index = context::finish_index(g, &repo, index)?;
     phase("index ready");
     let progress = crate::output::progress(g);
-    let parent_id = parent.as_ref().map(|(id, _)| *id);
-    let job = DiskJob {
-        disk_name: a.disk.clone(),
-        source,
-        use_allocation: a.read_mode == ReadMode::Sparse,
-        areas,
-        parent: parent.map(|(_, p)| p),
-        chunk_size: repo.config().chunk_size,
-        change_id: a.change_id.clone(),
-        threads: g.threads,
-    };
-    let disk = backup::backup_disk(&repo, &index, job, progress.as_ref())?;
-    phase("disk read and stored");
-    let info = GenerationInfo {
+    let o = BackupOptions {
+        lineage: a.disk.clone(),
         source_kind: SourceKind::Image,
-        source: a.disk.clone(),
-        parent: parent_id,
+        areas,
+        parent: a.parent.clone(),
+        use_allocation: a.read_mode == ReadMode::Sparse,
+        change_id: a.change_id.clone(),
+        threads: a.threads.threads,
+        command: context::command_line(),
         started,
         utc_offset: context::utc_offset(),
-        metadata: vec![],
     };
-    let (gid, _) = backup::commit_generation(&repo, info, std::slice::from_ref(&disk))?;
+    let r = op::backup_source(&repo, &index, source, o, progress.as_ref())?;
     phase("committed");
     let secs = t0.elapsed().as_secs_f64();
-    let s = &disk.manifest.stats;
+    for w in &r.warnings {
+        eprintln!("vmkeep: warning: {w}");
+    }
     if g.json {
-        println!(
-            "{}",
-            json!({
-                "generation": gid.to_hex(), "source": a.disk, "disk": a.disk,
-                "manifest": disk.manifest_id.to_hex(), "capacity": capacity,
-                "chunk_size": disk.manifest.chunk_size, "parent": parent_id.map(|p| p.to_hex()),
-                "data_slots": s.data_slots, "zero_slots": s.zero_slots, "reused_slots": s.reused_slots,
-                "read_bytes": s.read_bytes, "new_chunks": s.new_chunks, "new_plain_bytes": s.new_plain_bytes,
-                "new_stored_bytes": s.new_stored_bytes, "dedup_chunks": s.dedup_chunks,
-                "seconds": secs,
-            })
-        );
+        let mut v = serde_json::to_value(&r)?;
+        v["seconds"] = secs.into();
+        outln!("{v}")?;
     } else {
-        println!(
-            "generation {} of {}: {} disk, read {}, {} new chunks ({} stored), {} already stored, {} zero and {} unchanged slots, {:.1}s ({}/s)",
-            gid.short(),
-            a.disk,
-            size(capacity),
-            size(s.read_bytes),
-            s.new_chunks,
-            size(s.new_stored_bytes),
-            s.dedup_chunks,
-            s.zero_slots,
-            s.reused_slots,
-            secs,
-            size((capacity as f64 / secs.max(1e-6)) as u64)
-        );
+        print_summary(&r, secs)?;
+    }
+    Ok(())
+}
+
+fn print_summary(r: &BackupReport, secs: f64) -> anyhow::Result<()> {
+    let b = &r.breakdown;
+    outln!(
+        "generation {} of {}: {} disk, read {} in {:.1}s ({}/s)",
+        &r.generation[..8],
+        name(&r.disk),
+        size(r.capacity),
+        size(r.read_bytes),
+        secs,
+        size((r.capacity as f64 / secs.max(1e-6)) as u64)
+    )?;
+    if let Some(a) = &r.areas {
+        outln!(
+            "  {} areas: {} ({}) from {}",
+            a.kind,
+            count(a.count, "area"),
+            size(a.bytes),
+            a.origin
+        )?;
+    }
+    if let (Some(p), Some(rule)) = (&r.parent, &r.parent_rule) {
+        outln!("  parent: {} ({rule})", &p[..8])?;
+    }
+    outln!(
+        "  {}: {} new ({} stored), {} already stored, {} zero, {} unchanged",
+        count(r.slots, "slot"),
+        b.new,
+        size(r.new_stored_bytes),
+        b.already_stored,
+        b.zero,
+        b.unchanged
+    )?;
+    if r.reread_slots > 0 {
+        outln!(
+            "  {} outside the areas read again: the parent's entry could not be reused",
+            count(r.reread_slots, "slot")
+        )?;
     }
     Ok(())
 }

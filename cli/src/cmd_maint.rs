@@ -1,12 +1,13 @@
-//! Maintenance commands: `verify`, `forget`, `protect`.
+//! Maintenance commands: `verify`, `forget`, `protect`, `gc`, `unlock`.
 
-use anyhow::bail;
 use serde_json::json;
-use vmkeep_engine::retention::{self, Item, Policy, Verdict};
+use vmkeep_engine::index::Dropped;
+use vmkeep_engine::ops::forget::{ForgetOptions, Selection};
+use vmkeep_engine::retention::{self, Policy};
 use vmkeep_engine::verify::{self, Subset};
 
-use crate::output::{size, time};
-use crate::{context, Global};
+use crate::output::{count, name, size, time};
+use crate::{context, outln, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
@@ -16,15 +17,15 @@ pub struct VerifyArgs {
     /// No password: check every stored object against its checksum (for offsite hosts).
     #[arg(long)]
     pub keyless: bool,
-    /// Move damaged chunks aside (quarantine/) so the next backup stores them again.
-    #[arg(long)]
+    /// Move damaged objects (generations, manifests, pages, chunks) aside to
+    /// quarantine/, so the next backup stores their data again.
+    #[arg(long, conflicts_with = "keyless")]
     pub quarantine: bool,
 }
 
-/// Exit code when verify finds damage.
-pub const DAMAGED: u8 = 5;
-
 pub fn verify(g: &Global, a: &VerifyArgs) -> anyhow::Result<u8> {
+    let subset = a.read_data_subset.unwrap_or(Subset::All);
+    let mut dropped = None;
     let report = if a.keyless {
         let b = context::backend(g)?;
         vmkeep_engine::repo::Repository::read_config(b.as_ref())?;
@@ -32,89 +33,131 @@ pub fn verify(g: &Global, a: &VerifyArgs) -> anyhow::Result<u8> {
     } else {
         let repo = context::open_repo(g)?;
         let _lock = context::lock(&repo, vmkeep_engine::lock::Mode::Shared, None)?;
-        let idx = if a.quarantine {
-            Some(context::open_index(g, &repo)?)
-        } else {
-            None
-        };
-        let ix = idx.as_ref().map(|i| i as &dyn vmkeep_engine::index::Index);
-        verify::verify(
-            &repo,
-            ix,
-            a.read_data_subset.unwrap_or(Subset::All),
-            a.quarantine,
-        )?
+        let r = verify::verify(&repo, None, subset, a.quarantine)?;
+        if !r.bad.is_empty() {
+            // No backup of this host deduplicates against them again.
+            let p = context::index_path(g, &repo)?;
+            dropped = Some(vmkeep_engine::index::drop_damaged(&p, &r.bad)?);
+        }
+        r
     };
     if g.json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "clean": report.clean(),
+                "subset": a.read_data_subset.is_some(),
                 "chunks_referenced": report.chunks_referenced,
                 "chunks_checked": report.chunks_checked,
                 "bytes_checked": report.bytes_checked,
                 "damage": report.damage.iter().map(|d| json!({"path": d.path, "problem": d.problem})).collect::<Vec<_>>(),
                 "quarantined": report.quarantined,
                 "generations": report.generations.iter().map(|v| json!({
-                    "id": v.id.to_hex(), "source": v.source, "intact": v.damaged.is_empty(), "damaged_objects": v.damaged,
+                    "id": v.id.to_hex(), "source": v.source,
+                    "status": v.status(subset),
+                    "intact": v.damaged.is_empty() && subset == Subset::All,
+                    "damaged_objects": v.damaged,
                 })).collect::<Vec<_>>(),
             })
-        );
+        )?;
     } else {
         for v in &report.generations {
-            if v.damaged.is_empty() {
-                println!("generation {} ({}): intact", v.id.short(), v.source);
+            let src = if v.source.is_empty() {
+                "source unknown".to_string()
             } else {
-                println!(
-                    "generation {} ({}): DAMAGED, {} bad objects: {}",
+                name(&v.source)
+            };
+            if v.damaged.is_empty() {
+                outln!("generation {} ({src}): {}", v.id.short(), v.status(subset))?;
+            } else {
+                outln!(
+                    "generation {} ({src}): DAMAGED, {}: {}",
                     v.id.short(),
-                    v.source,
-                    v.damaged.len(),
+                    count(v.damaged.len() as u64, "bad object"),
                     v.damaged.join(", ")
-                );
+                )?;
             }
         }
         for d in &report.damage {
-            println!("damaged: {}: {}", d.path, d.problem);
+            outln!("damaged: {}: {}", d.path, d.problem)?;
         }
         for q in &report.quarantined {
-            println!("quarantined: {q}");
+            outln!("quarantined: {q}")?;
         }
-        println!(
-            "checked {} chunks ({}){}; {}",
-            report.chunks_checked,
+        match dropped {
+            Some(Dropped::Now(n)) if n > 0 => outln!(
+                "dropped {} from the local index: the next backup stores that data again",
+                count(n as u64, "damaged object")
+            )?,
+            Some(Dropped::Noted(n)) => outln!(
+                "the local index is in use: {} will be dropped from it when it is next opened",
+                count(n as u64, "damaged object")
+            )?,
+            _ => {}
+        }
+        let scope = if a.keyless {
+            String::new()
+        } else if subset == Subset::All {
+            format!(" of {} referenced", report.chunks_referenced)
+        } else {
+            format!(
+                " of {} referenced (a subset: the others were not read)",
+                report.chunks_referenced
+            )
+        };
+        outln!(
+            "checked {} ({}){scope}; {}",
+            count(report.chunks_checked, "chunk"),
             size(report.bytes_checked),
-            if a.keyless {
-                String::new()
-            } else {
-                format!(" of {} referenced", report.chunks_referenced)
-            },
             if report.clean() {
                 "no damage found".to_string()
             } else {
-                format!("{} damaged objects", report.damage.len())
+                count(report.damage.len() as u64, "damaged object")
             }
-        );
+        )?;
     }
-    Ok(if report.clean() { 0 } else { DAMAGED })
+    Ok(if report.clean() {
+        crate::exit::OK
+    } else {
+        crate::exit::DAMAGED
+    })
 }
 
 #[derive(clap::Args, Debug)]
+#[command(group(
+    clap::ArgGroup::new("what")
+        .required(true)
+        .multiple(true)
+        .args(["generations", "all", "keep_last", "keep_hourly", "keep_daily", "keep_weekly",
+               "keep_monthly", "keep_yearly", "keep_within"])
+))]
 pub struct ForgetArgs {
+    /// Generations to forget (id prefixes, also of damaged ones, `latest`, `latest:NAME`).
+    #[arg(conflicts_with_all = ["all", "keep_last", "keep_hourly", "keep_daily", "keep_weekly",
+          "keep_monthly", "keep_yearly", "keep_within", "source"])]
+    pub generations: Vec<String>,
+    /// Forget every generation of the lineage given with --source (protected ones stay).
+    #[arg(long, requires = "source", conflicts_with_all = ["keep_last", "keep_hourly",
+          "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly", "keep_within"])]
+    pub all: bool,
     /// Keep the newest N generations.
-    #[arg(long, default_value_t = 0)]
-    pub keep_last: usize,
-    #[arg(long, default_value_t = 0)]
-    pub keep_hourly: usize,
-    #[arg(long, default_value_t = 0)]
-    pub keep_daily: usize,
-    /// ISO 8601 weeks.
-    #[arg(long, default_value_t = 0)]
-    pub keep_weekly: usize,
-    #[arg(long, default_value_t = 0)]
-    pub keep_monthly: usize,
-    #[arg(long, default_value_t = 0)]
-    pub keep_yearly: usize,
+    #[arg(long)]
+    pub keep_last: Option<usize>,
+    /// Keep the newest generation of each of the last N clock hours that have one.
+    #[arg(long)]
+    pub keep_hourly: Option<usize>,
+    /// Keep the newest generation of each of the last N days that have one.
+    #[arg(long)]
+    pub keep_daily: Option<usize>,
+    /// Keep the newest generation of each of the last N ISO 8601 weeks that have one.
+    #[arg(long)]
+    pub keep_weekly: Option<usize>,
+    /// Keep the newest generation of each of the last N months that have one.
+    #[arg(long)]
+    pub keep_monthly: Option<usize>,
+    /// Keep the newest generation of each of the last N years that have one.
+    #[arg(long)]
+    pub keep_yearly: Option<usize>,
     /// Keep everything newer than this (e.g. 30d, 12h, 1y6m).
     #[arg(long, value_parser = retention::parse_duration)]
     pub keep_within: Option<i64>,
@@ -130,95 +173,67 @@ pub struct ForgetArgs {
 }
 
 pub fn forget(g: &Global, a: &ForgetArgs) -> anyhow::Result<()> {
-    let p = Policy {
-        within_secs: a.keep_within,
-        last: a.keep_last,
-        hourly: a.keep_hourly,
-        daily: a.keep_daily,
-        weekly: a.keep_weekly,
-        monthly: a.keep_monthly,
-        yearly: a.keep_yearly,
+    let selection = if !a.generations.is_empty() {
+        Selection::Named(a.generations.clone())
+    } else if a.all {
+        Selection::Lineage(a.source.clone().expect("clap requires --source with --all"))
+    } else {
+        let n = |v: Option<usize>| v.unwrap_or(0);
+        Selection::Rules {
+            policy: Policy {
+                within_secs: a.keep_within,
+                last: n(a.keep_last),
+                hourly: n(a.keep_hourly),
+                daily: n(a.keep_daily),
+                weekly: n(a.keep_weekly),
+                monthly: n(a.keep_monthly),
+                yearly: n(a.keep_yearly),
+            },
+            source: a.source.clone(),
+        }
     };
-    if p.is_empty() {
-        bail!("no --keep-* option given: refusing to forget every generation");
-    }
     let off_secs = match a.utc_offset_hours {
         Some(h) => (h * 3600.0).round() as i32,
         None => context::utc_offset(),
     };
-    let offset = time::UtcOffset::from_whole_seconds(off_secs)
-        .map_err(|_| anyhow::anyhow!("UTC offset {off_secs} s is out of range"))?;
     let repo = context::open_repo(g)?;
-    let _lock = context::lock(&repo, vmkeep_engine::lock::Mode::Shared, None)?;
-    // Parents of running backups stay: those backups read entries from them.
-    let in_use: std::collections::HashSet<_> =
-        vmkeep_engine::lock::live_others(repo.backend().as_ref(), Some(&_lock.name()))?
-            .into_iter()
-            .filter_map(|l| l.parent)
-            .collect();
-    let gens = repo.generations()?;
-    type Row = (vmkeep_format::ObjectId, i64, u128, i64);
-    let mut by_source: std::collections::BTreeMap<String, Vec<Row>> = Default::default();
-    for (id, gen) in &gens {
-        if a.source.as_ref().is_none_or(|s| s == &gen.source) {
-            by_source.entry(gen.source.clone()).or_default().push((
-                *id,
-                gen.started,
-                vmkeep_engine::repo::committed_ns(gen),
-                gen.finished,
-            ));
-        }
-    }
-    let now = vmkeep_engine::repo::Repository::now();
-    let mut out = Vec::new();
-    for (source, list) in by_source {
-        let mut items = Vec::new();
-        for (id, t, ns, fin) in &list {
-            items.push(Item {
-                key: id.to_hex(),
-                time: *t,
-                committed_ns: *ns,
-                finished: *fin,
-                protected: repo.is_protected(id)? || in_use.contains(id),
-            });
-        }
-        let v = retention::decide(&items, &p, now, offset);
-        let mut rows: Vec<_> = list
-            .iter()
-            .map(|(id, t, _, _)| (*t, *id, v[&id.to_hex()].clone()))
-            .collect();
-        rows.sort_by_key(|r| std::cmp::Reverse(r.0));
-        for (t, id, verdict) in rows {
-            let (keep, why) = match &verdict {
-                Verdict::Keep(w) => (true, w.clone()),
-                Verdict::Remove(w) => (false, w.clone()),
-            };
-            if !keep && !a.dry_run {
-                repo.forget_generation(&id)?;
-            }
-            if !g.json {
-                println!(
-                    "{} {} {} {:<20} {}",
-                    if keep {
-                        "keep  "
-                    } else if a.dry_run {
-                        "would remove"
-                    } else {
-                        "remove"
-                    },
-                    id.short(),
-                    time(t, off_secs),
-                    source,
-                    why
-                );
-            }
-            out.push(json!({"id": id.to_hex(), "source": source, "time": t, "keep": keep, "reason": why}));
-        }
-    }
+    let r = vmkeep_engine::ops::forget::forget(
+        &repo,
+        &ForgetOptions {
+            selection,
+            dry_run: a.dry_run,
+            utc_offset: off_secs,
+            command: context::command_line(),
+        },
+    )?;
     if g.json {
-        println!("{}", json!({"dry_run": a.dry_run, "generations": out}));
-    } else if !a.dry_run {
-        println!("forgotten generations keep their data until `vmkeep gc` removes what nothing references (run it twice, or once with no backup running, to free the space)");
+        return outln!("{}", serde_json::to_value(&r)?);
+    }
+    for row in &r.generations {
+        let verb = match (row.keep, a.dry_run) {
+            (true, _) => "keep  ",
+            (false, true) => "would remove",
+            (false, false) => "remove",
+        };
+        outln!(
+            "{verb} {} {} {:<20} {}",
+            &row.id[..8],
+            row.time
+                .map(|t| time(t, off_secs))
+                .unwrap_or_else(|| "(unreadable)".into()),
+            row.source
+                .as_deref()
+                .map(name)
+                .unwrap_or_else(|| "?".into()),
+            row.reason
+        )?;
+    }
+    if !a.dry_run && r.removed > 0 {
+        outln!(
+            "forgot {}; their data stays until `vmkeep gc` removes what nothing references \
+             (objects younger than gc's safety margin wait for a later gc)",
+            count(r.removed, "generation")
+        )?;
     }
     Ok(())
 }

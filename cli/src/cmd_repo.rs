@@ -1,13 +1,13 @@
 //! Repository-level commands: `init`, `generations`, `stats`, `key`, `index`.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde_json::json;
 use vmkeep_engine::repo::{InitOptions, Repository};
 use vmkeep_format::config::Encryption;
 use vmkeep_format::keyfile::KdfParams;
 
-use crate::output::{size, time};
-use crate::{context, Global};
+use crate::output::{count, name, size, time};
+use crate::{context, outln, Global};
 
 #[derive(clap::Args, Debug)]
 pub struct InitArgs {
@@ -130,13 +130,17 @@ pub struct GenerationsArgs {
 
 pub fn generations(g: &Global, a: &GenerationsArgs) -> anyhow::Result<()> {
     let repo = context::open_repo(g)?;
-    let gens: Vec<_> = repo
-        .generations()?
-        .into_iter()
+    let list = repo.list_generations()?;
+    let protected = repo.protected_ids()?;
+    let gens: Vec<_> = list
+        .readable
+        .iter()
         .filter(|(_, x)| a.source.as_ref().is_none_or(|s| &x.source == s))
         .collect();
+    // A damaged generation's source is unknown: it is listed either way.
+    let damaged = &list.damaged;
     if g.json {
-        let v: Vec<_> = gens
+        let mut v: Vec<_> = gens
             .iter()
             .map(|(id, x)| {
                 json!({
@@ -144,6 +148,8 @@ pub fn generations(g: &Global, a: &GenerationsArgs) -> anyhow::Result<()> {
                     "started": x.started, "finished": x.finished,
                     "time": time(x.started, x.utc_offset),
                     "parent": x.parent.map(|p| p.to_hex()),
+                    "protected": protected.contains(id),
+                    "damaged": false,
                     "disks": x.disks.iter().map(|d| json!({
                         "name": d.name, "manifest": d.manifest.to_hex(), "capacity": d.capacity,
                         "chunk_size": d.chunk_size, "data_bytes": d.data_bytes,
@@ -151,31 +157,57 @@ pub fn generations(g: &Global, a: &GenerationsArgs) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(v));
-        return Ok(());
+        v.extend(damaged.iter().map(|d| {
+            json!({"id": d.id.to_hex(), "damaged": true, "problem": d.problem,
+                   "protected": protected.contains(&d.id), "modified": d.modified})
+        }));
+        return outln!("{}", serde_json::Value::Array(v));
     }
-    println!(
-        "{:<10} {:<25} {:<20} {:>5} {:>11} {:>11} {:>11}  parent",
-        "id", "time", "source", "disks", "capacity", "data", "added"
-    );
+    outln!(
+        "{:<10} {:<25} {:<20} {:>5} {:>11} {:>11} {:>11}  {:<8} flags",
+        "id",
+        "time",
+        "source",
+        "disks",
+        "capacity",
+        "data",
+        "added",
+        "parent"
+    )?;
     for (id, x) in &gens {
         let cap: u64 = x.disks.iter().map(|d| d.capacity).sum();
         let data: u64 = x.disks.iter().map(|d| d.data_bytes).sum();
         let added: u64 = x.disks.iter().map(|d| d.new_stored_bytes).sum();
-        println!(
-            "{:<10} {:<25} {:<20} {:>5} {:>11} {:>11} {:>11}  {}",
+        outln!(
+            "{:<10} {:<25} {:<20} {:>5} {:>11} {:>11} {:>11}  {:<8} {}",
             id.short(),
             time(x.started, x.utc_offset),
-            x.source,
+            name(&x.source),
             x.disks.len(),
             size(cap),
             size(data),
             size(added),
-            x.parent.map(|p| p.short()).unwrap_or_else(|| "-".into())
-        );
+            x.parent.map(|p| p.short()).unwrap_or_else(|| "-".into()),
+            if protected.contains(id) {
+                "protected"
+            } else {
+                ""
+            }
+        )?;
     }
-    println!("{} generations", gens.len());
-    Ok(())
+    for d in damaged {
+        outln!(
+            "{:<10} DAMAGED: {} (forget it with `vmkeep forget {}`, or see `vmkeep verify`)",
+            d.id.short(),
+            d.problem,
+            d.id.short()
+        )?;
+    }
+    let mut total = count(gens.len() as u64, "generation");
+    if !damaged.is_empty() {
+        total.push_str(&format!(", {} damaged", damaged.len()));
+    }
+    outln!("{total}")
 }
 
 pub fn stats(g: &Global) -> anyhow::Result<()> {
@@ -222,6 +254,9 @@ pub enum KeyCmd {
         /// File holding the new password (else VMKEEP_NEW_PASSWORD, else a prompt).
         #[arg(long, env = "VMKEEP_NEW_PASSWORD_FILE")]
         new_password_file: Option<std::path::PathBuf>,
+        /// What the slot is for, shown by `key list` (default: user@host).
+        #[arg(long)]
+        label: Option<String>,
         #[command(flatten)]
         kdf: KdfArgs,
     },
@@ -229,7 +264,7 @@ pub enum KeyCmd {
     List,
     /// Remove a key slot (not the last, not the one in use).
     Remove {
-        /// Slot id as shown by `key list`.
+        /// Slot id as shown by `key list`, or a unique prefix of it.
         id: String,
     },
 }
@@ -239,6 +274,7 @@ pub fn key(g: &Global, k: &KeyCmd) -> anyhow::Result<()> {
     match k {
         KeyCmd::Add {
             new_password_file,
+            label: slot_label,
             kdf,
         } => {
             let pw = match new_password_file {
@@ -248,15 +284,26 @@ pub fn key(g: &Global, k: &KeyCmd) -> anyhow::Result<()> {
                     .filter(|p| !p.is_empty())
                 {
                     Some(p) => p.into_bytes(),
-                    None => crate::password::prompt("new password", true)?
-                        .context("no new password: use --new-password-file or a terminal")?,
+                    None => crate::password::prompt("new password", true)?.ok_or_else(|| {
+                        crate::password::PasswordMissing(
+                            "no new password: use --new-password-file, VMKEEP_NEW_PASSWORD or a terminal"
+                                .into(),
+                        )
+                    })?,
                 },
             };
-            let id = repo.key_add(&pw, kdf.params(), label())?;
+            let l = match slot_label {
+                Some(l) => {
+                    vmkeep_engine::ops::backup::check_name("key slot label", l)?;
+                    l.clone()
+                }
+                None => label(),
+            };
+            let id = repo.key_add(&pw, kdf.params(), l.clone())?;
             if g.json {
-                println!("{}", json!({"added": id}));
+                outln!("{}", json!({"added": id, "label": l}))?;
             } else {
-                println!("added key slot {id}");
+                outln!("added key slot {id} ({})", name(&l))?;
             }
         }
         KeyCmd::List => {
@@ -266,23 +313,24 @@ pub fn key(g: &Global, k: &KeyCmd) -> anyhow::Result<()> {
                     .iter()
                     .map(|(id, label, created, cur)| json!({"id": id, "label": label, "created": created, "current": cur}))
                     .collect();
-                println!("{}", serde_json::Value::Array(v));
+                outln!("{}", serde_json::Value::Array(v))?;
             } else {
                 for (id, label, created, cur) in l {
-                    println!(
-                        "{} {id}  {}  {label}",
+                    outln!(
+                        "{} {id}  {}  {}",
                         if cur { "*" } else { " " },
-                        time(created, 0)
-                    );
+                        time(created, 0),
+                        name(&label)
+                    )?;
                 }
             }
         }
         KeyCmd::Remove { id } => {
-            repo.key_remove(id)?;
+            let full = repo.key_remove(id)?;
             if g.json {
-                println!("{}", json!({"removed": id}));
+                outln!("{}", json!({"removed": full}))?;
             } else {
-                println!("removed key slot {id}");
+                outln!("removed key slot {full}")?;
             }
         }
     }

@@ -10,7 +10,7 @@ use vmkeep_engine::restore::restore_disk;
 use vmkeep_engine::target::{DiskTarget, FileTarget};
 
 use crate::output::size;
-use crate::{context, vddk_cmd, Global};
+use crate::{context, vddk_cmd, Global, Threads};
 
 #[derive(clap::Args, Debug)]
 pub struct RestoreArgs {
@@ -27,13 +27,24 @@ pub struct RestoreArgs {
     /// Overwrite an existing target file.
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub threads: Threads,
 }
 
 pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let repo = context::open_repo(g)?;
     let _lock = context::lock(&repo, vmkeep_engine::lock::Mode::Shared, None)?;
-    let (gid, gen) = repo.resolve_generation(&a.generation)?;
+    let (gid, gen, suspects) = repo.resolve_generation_noting(&a.generation)?;
+    for d in &suspects {
+        eprintln!(
+            "vmkeep: warning: generation {} cannot be read ({}) and may be newer than {}, which {} names",
+            d.id.short(),
+            d.problem,
+            gid.short(),
+            a.generation
+        );
+    }
     let disk = match &a.disk {
         Some(n) => gen.disks.iter().find(|d| &d.name == n).with_context(|| {
             format!(
@@ -61,7 +72,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
     let manifest = repo.load_manifest(&disk.manifest)?;
     let mut target: Box<dyn DiskTarget> = match (&a.to, &a.vddk.disk) {
         (Some(p), None) => Box::new(FileTarget::create(p, a.force)?),
-        (None, Some(_)) => vddk_cmd::open_target(&a.vddk, &g.vc, g.vddk_libdir.as_deref())?,
+        (None, Some(_)) => vddk_cmd::open_target(&a.vddk)?,
         _ => bail!("give exactly one of --to PATH or --vddk-disk PATH"),
     };
     let progress = crate::output::progress(g);
@@ -71,7 +82,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
         &manifest,
         &label,
         target.as_mut(),
-        g.threads,
+        a.threads.threads,
         progress.as_ref(),
     )?;
     let secs = t0.elapsed().as_secs_f64();

@@ -54,7 +54,19 @@ pub fn unlock(g: &Global, sealed: Sealed) -> anyhow::Result<Repository> {
         vmkeep_format::config::Encryption::None => None,
         _ => crate::password::repository(g.password_file.as_deref(), false)?,
     };
-    Ok(sealed.unlock(pw.as_deref())?)
+    let repo = sealed.unlock(pw.as_deref())?;
+    for s in repo.skipped_key_slots() {
+        eprintln!(
+            "vmkeep: warning: {} is not a readable key slot and was skipped: {}",
+            s.path, s.problem
+        );
+    }
+    Ok(repo)
+}
+
+/// This process's command line, for lock files.
+pub fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
 }
 
 /// The cache directory.
@@ -179,11 +191,10 @@ pub fn lock(
     mode: vmkeep_engine::lock::Mode,
     parent: Option<vmkeep_format::ObjectId>,
 ) -> anyhow::Result<vmkeep_engine::lock::Lock> {
-    let cmd: Vec<String> = std::env::args().collect();
     Ok(vmkeep_engine::lock::Lock::acquire(
         repo.backend().clone(),
         mode,
-        &cmd.join(" "),
+        &command_line(),
         parent,
     )?)
 }

@@ -61,14 +61,14 @@ pub struct Global {
     /// Where the chunk index (a cache) lives; default $XDG_CACHE_HOME/vmkeep or ~/.cache/vmkeep.
     #[arg(long, env = "VMKEEP_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
-    /// Directory holding VMware's VDDK (libvixDiskLib.so.*).
-    #[arg(long, env = "VDDK_LIBDIR", global = true)]
-    pub vddk_libdir: Option<PathBuf>,
+}
+
+/// `--threads`, for the commands that hash, compress or decode.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Threads {
     /// Worker threads for hashing, compression and encryption (default: one per core).
-    #[arg(long, global = true, default_value_t = 0)]
+    #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    #[command(flatten)]
-    pub vc: vcargs::VcArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -86,7 +86,7 @@ pub enum Command {
     Stats,
     /// Check that every generation restores intact (exit code 5 when anything is damaged).
     Verify(cmd_maint::VerifyArgs),
-    /// Remove generations by retention rules (their data goes at the next gc).
+    /// Remove generations: by retention rules, by id, or a whole lineage (their data goes at the next gc).
     Forget(cmd_maint::ForgetArgs),
     /// Protect a generation from `forget` (or --remove the protection).
     Protect(cmd_maint::ProtectArgs),
@@ -101,11 +101,9 @@ pub enum Command {
     #[command(subcommand)]
     Index(cmd_repo::IndexCmd),
     /// Check a vCenter/ESXi connection.
-    #[command(subcommand)]
-    Vcenter(vsphere_cmd::VcenterCmd),
+    Vcenter(vsphere_cmd::VcenterArgs),
     /// Inspect virtual machines and their Changed Block Tracking.
-    #[command(subcommand)]
-    Vm(vsphere_cmd::VmCmd),
+    Vm(vsphere_cmd::VmArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -124,27 +122,66 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Stats => done(cmd_repo::stats(g)),
         Command::Key(k) => done(cmd_repo::key(g, k)),
         Command::Index(i) => done(cmd_repo::index(g, i)),
-        Command::Vcenter(c) => done(vsphere_cmd::run_vcenter(c, &g.vc, g.json)),
-        Command::Vm(c) => done(vsphere_cmd::run_vm(c, &g.vc, g.json)),
+        Command::Vcenter(c) => done(vsphere_cmd::run_vcenter(&c.cmd, &c.vc, g.json)),
+        Command::Vm(c) => done(vsphere_cmd::run_vm(&c.cmd, &c.vc, g.json)),
     }
 }
 
-/// Exit codes (documented in the README).
+/// Exit codes (README "Exit codes"), in one place.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const PASSWORD: u8 = 3;
+    pub const NO_REPOSITORY: u8 = 4;
+    pub const DAMAGED: u8 = 5;
+    pub const LOCKED: u8 = 6;
+    pub const NO_SPACE: u8 = 7;
+}
+
+/// The exit code of a failure: that of the first engine error in its chain.
 fn exit_code(e: &anyhow::Error) -> u8 {
     use vmkeep_engine::Error as E;
     for cause in e.chain() {
+        if cause.downcast_ref::<password::PasswordMissing>().is_some() {
+            return exit::PASSWORD;
+        }
         if let Some(err) = cause.downcast_ref::<E>() {
             return match err {
-                E::WrongPassword(_) | E::PasswordRequired(_) => 3,
-                E::RepoMissing(_) | E::NotARepo(_) | E::RepoFormat { .. } => 4,
-                E::ChunkBad { .. } | E::Object { .. } | E::ObjectMissing { .. } => 5,
-                E::StorageFull { .. } => 7,
-                E::Locked { .. } => 6,
-                _ => 1,
+                E::WrongPassword { .. } | E::PasswordRequired(_) | E::NoKeySlots { .. } => {
+                    exit::PASSWORD
+                }
+                E::RepoMissing(_) | E::NotARepo { .. } | E::RepoFormat { .. } => {
+                    exit::NO_REPOSITORY
+                }
+                E::ChunkBad { .. }
+                | E::Object { .. }
+                | E::ObjectMissing { .. }
+                | E::GenerationDamaged { .. } => exit::DAMAGED,
+                E::StorageFull { .. } => exit::NO_SPACE,
+                E::Locked { .. } => exit::LOCKED,
+                _ => exit::FAILURE,
             };
         }
     }
-    1
+    exit::FAILURE
+}
+
+/// The error and its causes on one line, each cause once: many errors
+/// already carry their source's text, which the chain would repeat.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let t = cause.to_string();
+        if t.is_empty() || out.contains(&t) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&t);
+    }
+    out
 }
 
 fn main() -> ExitCode {
@@ -155,14 +192,18 @@ fn main() -> ExitCode {
     let json = cli.global.json;
     match run(cli) {
         Ok(code) => ExitCode::from(code),
+        // A reader that went away (`vmkeep generations | head`): end
+        // quietly, as `ls` does.
+        Err(e) if e.downcast_ref::<output::StdoutClosed>().is_some() => ExitCode::from(exit::OK),
         Err(e) => {
+            let text = error_text(&e);
+            let code = exit_code(&e);
             if json {
-                let v =
-                    serde_json::json!({ "error": format!("{e:#}"), "exit_code": exit_code(&e) });
-                println!("{v}");
+                let v = serde_json::json!({ "error": text, "exit_code": code });
+                let _ = output::write_line(format_args!("{v}"));
             }
-            eprintln!("vmkeep: error: {e:#}");
-            ExitCode::from(exit_code(&e))
+            eprintln!("vmkeep: error: {text}");
+            ExitCode::from(code)
         }
     }
 }
@@ -173,5 +214,16 @@ mod tests {
     fn command_line_grammar_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// A cause whose text the error already carries is not repeated.
+    #[test]
+    fn error_text_names_each_cause_once() {
+        let io = std::io::Error::from_raw_os_error(20);
+        let e = vmkeep_engine::Error::storage("/r/config", io);
+        let text = super::error_text(&anyhow::Error::new(e));
+        assert_eq!(text.matches("Not a directory").count(), 1, "{text}");
+        let e = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::error_text(&e), "outer: inner");
     }
 }

@@ -1,12 +1,57 @@
-//! Output helpers: progress bars on a terminal (quiet otherwise), human
-//! sizes and times, and logging to stderr.
+//! Output helpers: lines on stdout ([`outln!`]: a reader that went away
+//! ends the command quietly instead of a panic), progress bars on a
+//! terminal (quiet otherwise), human sizes and times, names from the
+//! repository made printable, and logging to stderr.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use vmkeep_engine::progress::{NoProgress, Progress};
 
 use crate::Global;
+
+/// Standard output was closed by its reader (`vmkeep generations | head`).
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+pub struct StdoutClosed;
+
+/// Writes one line to stdout; a closed pipe is [`StdoutClosed`].
+pub fn write_line(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{args}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to standard output")),
+    }
+}
+
+/// `println!` that returns an error instead of panicking on a closed pipe.
+#[macro_export]
+macro_rules! outln {
+    ($($t:tt)*) => {
+        $crate::output::write_line(format_args!($($t)*))
+    };
+}
+
+/// A name read from the repository (a source, a disk), printable: control
+/// characters are escaped, so a hostile name cannot move the cursor or
+/// forge lines.
+pub fn name(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        s.escape_debug().to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// `n thing` or `n things`.
+pub fn count(n: u64, thing: &str) -> String {
+    if n == 1 {
+        format!("1 {thing}")
+    } else {
+        format!("{n} {thing}s")
+    }
+}
 
 /// Sends `log` records to stderr (warnings and errors; more with RUST_LOG).
 pub fn init_logging() {

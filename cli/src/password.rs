@@ -8,10 +8,16 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
+/// No usable password was given: the file named cannot be read or is
+/// empty (exit code 3, README "Exit codes").
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PasswordMissing(pub String);
+
 /// Reads a password file, dropping one trailing newline.
 pub fn from_file(p: &Path) -> anyhow::Result<Vec<u8>> {
-    let mut b =
-        std::fs::read(p).with_context(|| format!("cannot read password file {}", p.display()))?;
+    let mut b = std::fs::read(p)
+        .map_err(|e| PasswordMissing(format!("cannot read password file {}: {e}", p.display())))?;
     if b.last() == Some(&b'\n') {
         b.pop();
         if b.last() == Some(&b'\r') {
@@ -19,7 +25,7 @@ pub fn from_file(p: &Path) -> anyhow::Result<Vec<u8>> {
         }
     }
     if b.is_empty() {
-        bail!("password file {} is empty", p.display());
+        return Err(PasswordMissing(format!("password file {} is empty", p.display())).into());
     }
     Ok(b)
 }

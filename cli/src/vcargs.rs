@@ -1,10 +1,12 @@
 //! Connection settings for vCenter/ESXi, shared by every command that talks
-//! to vSphere (global options, also read from the environment).
+//! to vSphere (`vcenter`, `vm`, and a VDDK disk of `backup`/`restore`;
+//! also read from the environment). Only those commands take them.
 
 use std::path::PathBuf;
 
 /// `--vcenter URL --vc-user U --vc-password-file F --insecure --fingerprint SHA256`.
 #[derive(clap::Args, Clone, Debug, Default)]
+#[command(next_help_heading = "vCenter connection")]
 pub struct VcArgs {
     /// vCenter or ESXi URL, e.g. https://vcenter.example.com/sdk
     #[arg(long = "vcenter", id = "vc_url", env = "VMKEEP_VC_URL", global = true)]

@@ -1,5 +1,5 @@
 //! `--vddk-disk` for `backup` and `restore`: a disk read or written through
-//! VDDK (the library named by the global `--vddk-libdir`/`VDDK_LIBDIR`).
+//! VDDK (the library named by `--vddk-libdir`/`VDDK_LIBDIR`).
 //!
 //! Two forms: a local VMDK path (a hosted disk: VDDK's local connection, no
 //! server), or `"[datastore] vm/disk.vmdk"` on a vCenter/ESXi host, which
@@ -18,10 +18,16 @@ use crate::vcargs::VcArgs;
 
 /// Options that select a disk read or written through VDDK.
 #[derive(clap::Args, Clone, Debug, Default)]
+#[command(next_help_heading = "VDDK disk (instead of a local image)")]
 pub struct VddkDiskArgs {
     /// Disk to access through VDDK: a local .vmdk path, or "[datastore] vm/disk.vmdk" with --vcenter.
-    #[arg(long = "vddk-disk")]
+    #[arg(long = "vddk-disk", id = "vddk_disk")]
     pub disk: Option<String>,
+    /// Directory holding VMware's VDDK (libvixDiskLib.so.*).
+    #[arg(long, env = "VDDK_LIBDIR")]
+    pub vddk_libdir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub vc: VcArgs,
     /// Managed object reference of the VM owning the disk (vm-NN).
     #[arg(long = "vm-moref")]
     pub vm_moref: Option<String>,
@@ -113,26 +119,18 @@ fn libdir(libdir: Option<&Path>) -> anyhow::Result<&Path> {
 }
 
 /// Opens the disk for reading.
-pub fn open_source(
-    a: &VddkDiskArgs,
-    vc: &VcArgs,
-    libdir_opt: Option<&Path>,
-) -> anyhow::Result<Box<dyn DiskSource>> {
-    let dir = libdir(libdir_opt)?;
-    let (spec, path) = spec(a, vc)?;
+pub fn open_source(a: &VddkDiskArgs) -> anyhow::Result<Box<dyn DiskSource>> {
+    let dir = libdir(a.vddk_libdir.as_deref())?;
+    let (spec, path) = spec(a, &a.vc)?;
     let s = VddkSource::open(dir, &spec, &path)
         .with_context(|| format!("opening {path} through VDDK"))?;
     Ok(Box::new(s))
 }
 
 /// Opens the disk for writing (it must exist and be large enough).
-pub fn open_target(
-    a: &VddkDiskArgs,
-    vc: &VcArgs,
-    libdir_opt: Option<&Path>,
-) -> anyhow::Result<Box<dyn DiskTarget>> {
-    let dir = libdir(libdir_opt)?;
-    let (spec, path) = spec(a, vc)?;
+pub fn open_target(a: &VddkDiskArgs) -> anyhow::Result<Box<dyn DiskTarget>> {
+    let dir = libdir(a.vddk_libdir.as_deref())?;
+    let (spec, path) = spec(a, &a.vc)?;
     if spec.snapshot_ref.is_some() {
         log::info!("writing {path}: --snapshot-ref is passed to VDDK; writes go to the disk named");
     }

@@ -20,6 +20,24 @@ use vmkeep_vsphere::{
 
 use crate::vcargs::VcArgs;
 
+/// `vmkeep vcenter`: the connection and a subcommand.
+#[derive(clap::Args, Debug)]
+pub struct VcenterArgs {
+    #[command(flatten)]
+    pub vc: VcArgs,
+    #[command(subcommand)]
+    pub cmd: VcenterCmd,
+}
+
+/// `vmkeep vm`: the connection and a subcommand.
+#[derive(clap::Args, Debug)]
+pub struct VmArgs {
+    #[command(flatten)]
+    pub vc: VcArgs,
+    #[command(subcommand)]
+    pub cmd: VmCmd,
+}
+
 /// `vmkeep vcenter` subcommands.
 #[derive(clap::Subcommand, Debug)]
 pub enum VcenterCmd {

@@ -1,31 +1,41 @@
-//! Changed-areas lists: the shape `QueryChangedDiskAreas` returns, one
+//! Area lists: the shape `QueryChangedDiskAreas` returns, one
 //! `offset,length` line per area, in bytes. Blank lines and lines starting
 //! with `#` are ignored. Rules (checked before a backup reads anything):
 //! numbers are decimal, lengths are positive, areas are sorted and do not
 //! overlap (touching is fine), and every area ends within the disk.
 //!
-//! A file is validated in one streaming pass and read again while the
-//! backup runs, so memory does not grow with the number of areas.
+//! A list is read exactly once, whatever its path names (a file, a pipe,
+//! `/dev/stdin`, a process substitution), into memory: 16 bytes per area
+//! after touching areas are merged, and lines are at most
+//! [`MAX_LINE`] bytes, so a hostile file cannot make one allocation grow
+//! without bound. The same [`AreaList`] then serves validation, read-ahead
+//! and the backup.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
 
 use crate::source::Extent;
 use crate::{Error, Result};
 
-/// A validated changed-areas file.
+/// The longest line an area list may hold (bytes, newline excluded).
+pub const MAX_LINE: usize = 256;
+
+/// A parsed and ordered area list.
 #[derive(Clone, Debug)]
-pub struct AreaFile {
-    path: PathBuf,
-    /// Number of areas.
+pub struct AreaList {
+    /// Where it came from (a path), for messages.
+    pub origin: String,
+    /// The areas, touching neighbours merged.
+    areas: Arc<[Extent]>,
+    /// Number of areas listed (before merging).
     pub count: u64,
     /// Sum of area lengths.
     pub bytes: u64,
 }
 
-fn parse_line(line: &str) -> std::result::Result<Option<Extent>, String> {
-    let t = line.trim();
+fn parse_line(t: &str) -> std::result::Result<Option<Extent>, String> {
+    let t = t.trim();
     if t.is_empty() || t.starts_with('#') {
         return Ok(None);
     }
@@ -67,59 +77,127 @@ pub fn check_area(a: &Extent, prev_end: u64, capacity: u64) -> std::result::Resu
     Ok(())
 }
 
-impl AreaFile {
-    /// Validates `path` against a disk of `capacity` bytes.
-    pub fn open(path: &Path, capacity: u64) -> Result<Self> {
-        let mut count = 0;
-        let mut bytes = 0;
-        let mut prev_end = 0;
-        for item in Self::lines(path)? {
-            let (lineno, a) = item?;
-            check_area(&a, prev_end, capacity).map_err(|msg| Error::Areas {
-                file: path.display().to_string(),
-                msg: format!("line {lineno}: {msg}"),
-            })?;
+impl AreaList {
+    /// Reads and checks the list at `path` (opened once, read to the end)
+    /// against a disk of `capacity` bytes when it is known; otherwise
+    /// [`AreaList::check_within`] checks it later (a VDDK disk's size is
+    /// known only once it is open).
+    pub fn read(path: &Path, capacity: Option<u64>) -> Result<Self> {
+        let origin = path.display().to_string();
+        let f = std::fs::File::open(path).map_err(|e| Error::Areas {
+            file: origin.clone(),
+            msg: format!("cannot open: {e}"),
+        })?;
+        Self::from_reader(&origin, f, capacity)
+    }
+
+    /// Reads and checks a list from `r`, named `origin` in errors.
+    pub fn from_reader(origin: &str, r: impl Read, capacity: Option<u64>) -> Result<Self> {
+        let err = |lineno: usize, msg: String| Error::Areas {
+            file: origin.to_string(),
+            msg: if lineno == 0 {
+                msg
+            } else {
+                format!("line {lineno}: {msg}")
+            },
+        };
+        let mut r = BufReader::new(r);
+        let mut areas: Vec<Extent> = Vec::new();
+        let (mut count, mut bytes, mut prev_end) = (0u64, 0u64, 0u64);
+        let mut line = Vec::with_capacity(64);
+        for lineno in 1.. {
+            line.clear();
+            let n = (&mut r)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| err(lineno, format!("cannot read: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            } else if line.len() > MAX_LINE {
+                return Err(err(
+                    lineno,
+                    format!("longer than {MAX_LINE} bytes: not an area list"),
+                ));
+            }
+            let text = std::str::from_utf8(&line)
+                .map_err(|_| err(lineno, "is not text (UTF-8)".into()))?;
+            let Some(a) = parse_line(text).map_err(|m| err(lineno, m))? else {
+                continue;
+            };
+            check_area(&a, prev_end, capacity.unwrap_or(u64::MAX)).map_err(|m| err(lineno, m))?;
             prev_end = a.end();
             count += 1;
             bytes += a.length;
+            match areas.last_mut() {
+                Some(last) if last.end() == a.offset => last.length += a.length,
+                _ => areas.push(a),
+            }
         }
-        Ok(AreaFile {
-            path: path.to_path_buf(),
+        Ok(AreaList {
+            origin: origin.to_string(),
+            areas: areas.into(),
             count,
             bytes,
         })
     }
 
-    fn lines(path: &Path) -> Result<impl Iterator<Item = Result<(usize, Extent)>>> {
-        let file = path.display().to_string();
-        let f = File::open(path).map_err(|e| Error::Areas {
-            file: file.clone(),
-            msg: format!("cannot open: {e}"),
-        })?;
-        Ok(BufReader::new(f)
-            .lines()
-            .enumerate()
-            .filter_map(move |(i, l)| {
-                let lineno = i + 1;
-                let r = l
-                    .map_err(|e| format!("cannot read: {e}"))
-                    .and_then(|l| parse_line(&l));
-                match r {
-                    Ok(Some(a)) => Some(Ok((lineno, a))),
-                    Ok(None) => None,
-                    Err(msg) => Some(Err(Error::Areas {
-                        file: file.clone(),
-                        msg: format!("line {lineno}: {msg}"),
-                    })),
-                }
-            }))
+    /// A list of areas already in memory (e.g. from `QueryChangedDiskAreas`).
+    pub fn from_extents(origin: &str, list: &[Extent]) -> Result<Self> {
+        let mut areas: Vec<Extent> = Vec::with_capacity(list.len());
+        let (mut bytes, mut prev_end) = (0u64, 0u64);
+        for a in list {
+            if a.length == 0 {
+                return Err(Error::Areas {
+                    file: origin.to_string(),
+                    msg: format!("area at {} has length zero", a.offset),
+                });
+            }
+            check_area(a, prev_end, u64::MAX).map_err(|msg| Error::Areas {
+                file: origin.to_string(),
+                msg,
+            })?;
+            prev_end = a.end();
+            bytes += a.length;
+            match areas.last_mut() {
+                Some(last) if last.end() == a.offset => last.length += a.length,
+                _ => areas.push(*a),
+            }
+        }
+        Ok(AreaList {
+            origin: origin.to_string(),
+            areas: areas.into(),
+            count: list.len() as u64,
+            bytes,
+        })
     }
 
-    /// The areas, read again from the file.
-    pub fn iter(&self) -> Result<Box<dyn Iterator<Item = Result<Extent>> + Send>> {
-        Ok(Box::new(
-            Self::lines(&self.path)?.map(|r| r.map(|(_, a)| a)),
-        ))
+    /// Fails naming the first area that ends beyond `capacity`.
+    pub fn check_within(&self, capacity: u64) -> Result<()> {
+        match self.areas.iter().find(|a| a.end() > capacity) {
+            Some(a) => Err(Error::Areas {
+                file: self.origin.clone(),
+                msg: format!(
+                    "the area at {} ends at {}, beyond the disk size {capacity}",
+                    a.offset,
+                    a.end()
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The areas (touching neighbours merged), in order.
+    pub fn extents(&self) -> &[Extent] {
+        &self.areas
+    }
+
+    /// The areas as the backup pipeline takes them.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = Result<Extent>> + Send> {
+        let areas = self.areas.clone();
+        Box::new((0..areas.len()).map(move |i| Ok(areas[i])))
     }
 }
 
@@ -140,27 +218,32 @@ pub fn check_areas(areas: &[Extent], capacity: u64) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn write(s: &str) -> tempfile::NamedTempFile {
-        use std::io::Write;
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(s.as_bytes()).unwrap();
-        f
+    fn parse(s: &str) -> Result<AreaList> {
+        AreaList::from_reader("test.cbt", s.as_bytes(), None)
     }
 
     #[test]
     fn accepts_sorted_touching_areas_and_comments() {
-        let f = write("# areas\n0,4096\n4096,100\n\n1048576, 65536\n");
-        let a = AreaFile::open(f.path(), 2 << 20).unwrap();
+        let a = parse("# areas\n0,4096\n4096,100\n\n1048576, 65536").unwrap();
         assert_eq!(a.count, 3);
         assert_eq!(a.bytes, 4096 + 100 + 65536);
-        let v: Vec<_> = a.iter().unwrap().collect::<Result<_>>().unwrap();
+        a.check_within(2 << 20).unwrap();
+        // Touching areas are merged; the totals keep what was listed.
         assert_eq!(
-            v[2],
-            Extent {
-                offset: 1048576,
-                length: 65536
-            }
+            a.extents(),
+            &[
+                Extent {
+                    offset: 0,
+                    length: 4196
+                },
+                Extent {
+                    offset: 1048576,
+                    length: 65536
+                }
+            ]
         );
+        let v: Vec<_> = a.iter().collect::<Result<_>>().unwrap();
+        assert_eq!(v, a.extents());
     }
 
     #[test]
@@ -171,13 +254,38 @@ mod tests {
             ("0,0\n", "zero"),
             ("100,10\n0,10\n", "sorted"),
             ("0,100\n50,10\n", "overlap"),
-            ("0,2000\n", "beyond the disk size"),
             ("18446744073709551615,2\n", "overflows"),
+            ("0,1\n\u{1}\u{2}\n", "line 2"),
+            ("0,1\n\u{ff}\n", "line 2"),
         ] {
-            let f = write(text);
-            let e = AreaFile::open(f.path(), 1024).unwrap_err().to_string();
+            let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text:?}: {e}");
-            assert!(e.contains(&f.path().display().to_string()), "{e}");
+            assert!(e.contains("test.cbt"), "{e}");
         }
+        let long = format!("0,1\n{}\n", "9".repeat(MAX_LINE + 1));
+        let e = parse(&long).unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("longer than"), "{e}");
+        let e = parse("0,2000\n").unwrap().check_within(1024).unwrap_err();
+        assert!(e.to_string().contains("beyond the disk size 1024"), "{e}");
+        let e = AreaList::from_reader("t", "0,10\n100,2000\n".as_bytes(), Some(1024)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("line 2: area 100,2000 ends at 2100, beyond the disk size 1024"),
+            "{e}"
+        );
+    }
+
+    /// The list is read from one stream once: a pipe (which only one reader
+    /// can drain) gives the same areas as a file.
+    #[test]
+    fn a_pipe_is_read_once_like_a_file() {
+        let (mut rx, mut tx) = std::io::pipe().unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            tx.write_all(b"0,4096\n8192,10\n").unwrap();
+        });
+        let a = AreaList::from_reader("pipe", &mut rx, Some(1 << 20)).unwrap();
+        writer.join().unwrap();
+        assert_eq!((a.count, a.bytes), (2, 4106));
     }
 }

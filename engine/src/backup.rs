@@ -3,7 +3,10 @@
 //! The reader walks the disk's slots in order and decides, per slot:
 //! *read* it (a changed area touches it, or there is no area list), take
 //! the parent generation's entry without reading (*reuse*), or record
-//! *zero* (outside every area with no parent, or unallocated). Read slots go
+//! *zero* (outside every area with no parent, or unallocated). A parent
+//! entry is reused only when its chunk is in the index (verify drops the
+//! damaged ones from it) and its page can be read; otherwise the slot is
+//! read from the source, which is always right. Read slots go
 //! to the workers, which detect all-zero data before hashing, hash (keyed
 //! BLAKE3), look the chunk up (index, then this run's pending set) and, for
 //! new chunks only, compress and encrypt. The single writer stores new
@@ -72,6 +75,30 @@ pub struct DiskJob {
 pub struct DiskResult {
     pub manifest_id: ObjectId,
     pub manifest: Manifest,
+    pub summary: DiskSummary,
+}
+
+/// What happened to each slot of a backed-up disk. The four kinds are
+/// exclusive: `new_chunks + dedup_chunks + zero_slots + unchanged_slots
+/// == slots`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DiskSummary {
+    pub slots: u64,
+    /// Read, and stored as a new chunk.
+    pub new_chunks: u64,
+    /// Read, and found already stored.
+    pub dedup_chunks: u64,
+    /// Read as zeros, or unallocated (not taken from the parent).
+    pub zero_slots: u64,
+    /// Taken from the parent without reading.
+    pub unchanged_slots: u64,
+    /// Outside the areas but read anyway, because the parent's entry could
+    /// not be reused (included in the kinds above).
+    pub reread_slots: u64,
+    pub read_bytes: u64,
+    pub new_stored_bytes: u64,
+    /// Things the user should know (a parent page that could not be read).
+    pub notes: Vec<String>,
 }
 
 impl DiskResult {
@@ -138,22 +165,37 @@ struct ParentCursor<'a> {
 }
 
 impl ParentCursor<'_> {
-    fn entry(&mut self, slot: u64, label: &str) -> Result<ObjectId> {
-        let p = (slot / self.m.entries_per_page as u64) as usize;
+    /// The parent's entry for `slot`, or `None` when its page cannot be
+    /// read (reported once per page in `notes`).
+    fn entry(&mut self, slot: u64, label: &str, notes: &Mutex<Vec<String>>) -> Option<ObjectId> {
+        let epp = self.m.entries_per_page as u64;
+        let p = (slot / epp) as usize;
         if self.page_no != Some(p) {
-            let pid = self.m.pages[p];
-            let page = self.repo.load_page(&pid).map_err(|e| Error::Parent {
-                parent: label.to_string(),
-                msg: e.to_string(),
-            })?;
-            self.m.check_page(p, &page).map_err(|e| Error::Parent {
-                parent: label.to_string(),
-                msg: e.to_string(),
-            })?;
-            self.page = page.entries;
             self.page_no = Some(p);
+            let pid = self.m.pages[p];
+            let page = self.repo.load_page(&pid).and_then(|page| {
+                self.m
+                    .check_page(p, &page)
+                    .map_err(|source| Error::Object {
+                        what: "manifest page",
+                        id: pid.to_hex(),
+                        source,
+                    })?;
+                Ok(page)
+            });
+            match page {
+                Ok(page) => self.page = page.entries,
+                Err(e) => {
+                    self.page.clear();
+                    let first = p as u64 * epp;
+                    let last = (first + epp).min(self.m.slot_count()) - 1;
+                    notes.lock().expect("poisoned").push(format!(
+                        "parent generation {label}: {e}; slots {first}..={last} were read from the source instead"
+                    ));
+                }
+            }
         }
-        Ok(self.page[(slot % self.m.entries_per_page as u64) as usize])
+        self.page.get((slot % epp) as usize).copied()
     }
 }
 
@@ -251,6 +293,12 @@ struct Shared<'a> {
     window: Window,
     /// Objects stored by this run but not yet in the index.
     pending: Mutex<HashSet<(u8, ObjectId)>>,
+    /// What the run should tell its user (a parent page that could not be
+    /// read, say).
+    notes: Mutex<Vec<String>>,
+    /// Slots outside the areas read anyway: the parent's entry could not
+    /// be reused.
+    reread_slots: std::sync::atomic::AtomicU64,
 }
 
 /// Backs up one disk and stores its manifest (durably). The generation
@@ -303,6 +351,8 @@ pub fn backup_disk(
         failure: Failure::default(),
         window: Window::new(threads * 4 + 4),
         pending: Mutex::new(HashSet::new()),
+        notes: Mutex::new(Vec::new()),
+        reread_slots: Default::default(),
     };
     progress.start(&source.describe(), capacity);
     let (work_tx, work_rx) = bounded::<Work>(threads * 2);
@@ -420,14 +470,32 @@ fn read_stage(
             None => true,
             Some(r) => r.wants(slot, source)?,
         };
-        let entry: Option<(ObjectId, bool)> = if !wanted {
+        let reused: Option<(ObjectId, bool)> = if wanted {
+            None
+        } else {
             match &mut cursor {
-                Some(c) => Some((
-                    c.entry(slot, &parent.expect("cursor has parent").label)?,
-                    true,
-                )),
+                Some(c) => {
+                    let label = &parent.expect("cursor has parent").label;
+                    match c.entry(slot, label, &sh.notes) {
+                        Some(id)
+                            if id.is_zero() || sh.index.get(BlobType::Chunk, &id)?.is_some() =>
+                        {
+                            Some((id, true))
+                        }
+                        // Not in the index (verify found it bad, or it was
+                        // never indexed here), or the page is unreadable.
+                        _ => {
+                            sh.reread_slots
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            None
+                        }
+                    }
+                }
                 None => Some((ObjectId::ZERO, false)),
             }
+        };
+        let entry: Option<(ObjectId, bool)> = if reused.is_some() {
+            reused
         } else if use_allocation {
             let fresh = !matches!(&alloc, Some((first, v)) if slot >= *first && slot < *first + v.len() as u64);
             if fresh {
@@ -557,6 +625,8 @@ struct Writer<'a> {
     stats: ManifestStats,
     uncommitted: Vec<(BlobType, ObjectId, IndexEntry)>,
     next_slot: u64,
+    /// Zero entries taken from the parent.
+    reused_zero: u64,
 }
 
 impl<'a> Writer<'a> {
@@ -570,6 +640,7 @@ impl<'a> Writer<'a> {
             stats: ManifestStats::default(),
             uncommitted: Vec::new(),
             next_slot: 0,
+            reused_zero: 0,
         }
     }
 
@@ -617,6 +688,9 @@ impl<'a> Writer<'a> {
                     covered += self.slot_len(self.next_slot);
                     if reused {
                         self.stats.reused_slots += 1;
+                        if id.is_zero() {
+                            self.reused_zero += 1;
+                        }
                     }
                     self.push(id)?;
                 }
@@ -738,9 +812,25 @@ impl<'a> Writer<'a> {
             &manifest.encode(),
             Durability::Immediate,
         )?;
+        let st = &manifest.stats;
+        let summary = DiskSummary {
+            slots: self.next_slot,
+            new_chunks: st.new_chunks,
+            dedup_chunks: st.dedup_chunks,
+            zero_slots: st.zero_slots - self.reused_zero,
+            unchanged_slots: st.reused_slots,
+            reread_slots: self
+                .sh
+                .reread_slots
+                .load(std::sync::atomic::Ordering::Relaxed),
+            read_bytes: st.read_bytes,
+            new_stored_bytes: st.new_stored_bytes,
+            notes: std::mem::take(&mut *self.sh.notes.lock().expect("poisoned")),
+        };
         Ok(DiskResult {
             manifest_id,
             manifest,
+            summary,
         })
     }
 }

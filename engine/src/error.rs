@@ -14,8 +14,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error("repository {0} does not exist")]
     RepoMissing(String),
-    #[error("{0} is not a vmkeep repository (no readable config file)")]
-    NotARepo(String),
+    #[error("{repo} is not a vmkeep repository ({why})")]
+    NotARepo { repo: String, why: String },
     #[error("repository {0} already exists")]
     RepoExists(String),
     #[error("repository {repo}: {source}")]
@@ -24,8 +24,14 @@ pub enum Error {
         #[source]
         source: FormatError,
     },
-    #[error("wrong password for repository {0}")]
-    WrongPassword(String),
+    #[error("wrong password for repository {repo}{skipped}")]
+    WrongPassword { repo: String, skipped: String },
+    #[error("repository {repo} has no usable key slot in keys/{}", if skipped.is_empty() { String::new() } else { format!(" (skipped: {skipped})") })]
+    NoKeySlots { repo: String, skipped: String },
+    #[error("key slot {slot}: {msg}")]
+    KeySlot { slot: String, msg: String },
+    #[error("repository {0} is not encrypted: it has no keys")]
+    NotEncrypted(String),
     #[error("repository {0} is encrypted: a password is required")]
     PasswordRequired(String),
     #[error("{what} {id}: {source}")]
@@ -51,6 +57,18 @@ pub enum Error {
     GenerationNotFound(String),
     #[error("generation prefix {prefix} is ambiguous: matches {matches}")]
     GenerationAmbiguous { prefix: String, matches: String },
+    #[error("generation {id} cannot be read: {msg}")]
+    GenerationDamaged { id: String, msg: String },
+    #[error(
+        "generation {0} is protected (remove the protection first: `vmkeep protect {0} --remove`)"
+    )]
+    GenerationProtected(String),
+    #[error("invalid {what} {name:?}: {msg}")]
+    BadName {
+        what: &'static str,
+        name: String,
+        msg: String,
+    },
     #[error("source {source_name}: {msg}")]
     SourceInvalid { source_name: String, msg: String },
     #[error("source {source_name} at offset {offset}: {error}")]

@@ -18,6 +18,7 @@ pub mod error;
 pub mod gc;
 pub mod index;
 pub mod lock;
+pub mod ops;
 pub mod pipeline;
 pub mod progress;
 pub mod repo;

@@ -57,6 +57,22 @@ pub struct Repository {
     key: Option<MasterKey>,
     /// The key slot that opened it.
     slot: Option<String>,
+    /// Files in `keys/` skipped when opening (not readable as key slots).
+    skipped: Vec<SkippedSlot>,
+}
+
+/// A file in `keys/` that is not a readable key slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedSlot {
+    pub path: String,
+    pub problem: String,
+}
+
+fn describe_skipped(s: &[SkippedSlot]) -> String {
+    s.iter()
+        .map(|k| format!("{}: {}", k.path, k.problem))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Path of an object of type `ty` with id `id`.
@@ -174,13 +190,24 @@ impl Repository {
             codec,
             key,
             slot,
+            skipped: Vec::new(),
         })
     }
 
     /// Reads and checks the config only (no key needed).
     pub fn read_config(backend: &dyn Backend) -> Result<RepoConfig> {
         let loc = backend.location();
-        let raw = backend.get("config")?.ok_or_else(|| {
+        let raw = match backend.get("config") {
+            // The location is a file: ENOTDIR for `<file>/config`.
+            Err(Error::Storage { source, .. }) if source.raw_os_error() == Some(20) => {
+                return Err(Error::NotARepo {
+                    repo: loc,
+                    why: "it is a file, not a directory".into(),
+                })
+            }
+            other => other?,
+        };
+        let raw = raw.ok_or_else(|| {
             // Distinguish "nothing there" from "something else there".
             let mut any = false;
             let _ = backend.list("", &mut |_| {
@@ -188,13 +215,19 @@ impl Repository {
                 Ok(())
             });
             if any {
-                Error::NotARepo(loc.clone())
+                Error::NotARepo {
+                    repo: loc.clone(),
+                    why: "no config file".into(),
+                }
             } else {
                 Error::RepoMissing(loc.clone())
             }
         })?;
         RepoConfig::decode(&raw).map_err(|e| match e {
-            FormatError::BadMagic { .. } => Error::NotARepo(loc.clone()),
+            FormatError::BadMagic { .. } => Error::NotARepo {
+                repo: loc.clone(),
+                why: "its config file is not a vmkeep config".into(),
+            },
             source => Error::RepoFormat {
                 repo: loc.clone(),
                 source,
@@ -215,7 +248,7 @@ impl Repository {
         let config = Self::read_config(backend.as_ref())?;
         let slots = match config.encryption {
             Encryption::None => None,
-            Encryption::Aes256Gcm => Some(Self::slots(backend.as_ref(), &backend.location())),
+            Encryption::Aes256Gcm => Some(Self::slots(backend.as_ref())),
         };
         Ok(Sealed {
             backend,
@@ -224,21 +257,37 @@ impl Repository {
         })
     }
 
-    fn slots(backend: &dyn Backend, loc: &str) -> Result<Vec<(String, KeySlot)>> {
+    /// The readable key slots, and the files in `keys/` that are not
+    /// (damaged, truncated, a stray file): a damaged slot must not lock
+    /// out the passwords of the others (SPEC.md §5.2).
+    fn slots(backend: &dyn Backend) -> Result<(Vec<(String, KeySlot)>, Vec<SkippedSlot>)> {
         let mut out = Vec::new();
+        let mut skipped = Vec::new();
         for (p, name, raw) in crate::backend::read_all(backend, "keys")? {
-            let slot = KeySlot::decode(&raw).map_err(|source| Error::RepoFormat {
-                repo: format!("{loc} ({p})"),
-                source,
-            })?;
-            out.push((name, slot));
+            if name.starts_with(".tmp-") {
+                continue; // an incomplete write (SPEC.md §2)
+            }
+            match KeySlot::decode(&raw) {
+                Ok(slot) => out.push((name, slot)),
+                Err(e) => skipped.push(SkippedSlot {
+                    path: p,
+                    problem: e.to_string(),
+                }),
+            }
         }
-        if out.is_empty() {
-            return Err(Error::Invalid(format!(
-                "repository {loc} has no key slots in keys/"
-            )));
+        Ok((out, skipped))
+    }
+
+    /// The key slots, failing when there is none that can be read.
+    fn usable_slots(&self) -> Result<Vec<(String, KeySlot)>> {
+        let (slots, skipped) = Self::slots(self.backend.as_ref())?;
+        if slots.is_empty() {
+            return Err(Error::NoKeySlots {
+                repo: self.location(),
+                skipped: describe_skipped(&skipped),
+            });
         }
-        Ok(out)
+        Ok(slots)
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -256,7 +305,8 @@ impl Repository {
 
     /// Key slots: (slot id, label, created, is the slot that opened it).
     pub fn key_list(&self) -> Result<Vec<(String, String, i64, bool)>> {
-        Ok(Self::slots(self.backend.as_ref(), &self.location())?
+        Ok(self
+            .usable_slots()?
             .into_iter()
             .map(|(n, s)| {
                 let cur = self.slot.as_deref() == Some(n.as_str());
@@ -265,14 +315,18 @@ impl Repository {
             .collect())
     }
 
+    /// Files in `keys/` that could not be read as key slots when the
+    /// repository was opened (they were skipped).
+    pub fn skipped_key_slots(&self) -> &[SkippedSlot] {
+        &self.skipped
+    }
+
     /// Adds a key slot for `password`; returns its id.
     pub fn key_add(&self, password: &[u8], kdf: KdfParams, label: String) -> Result<String> {
-        let key = self.key.as_ref().ok_or_else(|| {
-            Error::Invalid(format!(
-                "repository {} is not encrypted: it has no keys",
-                self.location()
-            ))
-        })?;
+        let key = self
+            .key
+            .as_ref()
+            .ok_or_else(|| Error::NotEncrypted(self.location()))?;
         let slot = KeySlot::create(key, password, &self.config.id, kdf, label, now_unix())
             .map_err(|e| Error::Invalid(e.to_string()))?;
         self.backend.put(
@@ -283,26 +337,60 @@ impl Repository {
         Ok(slot.id_hex())
     }
 
-    /// Removes a key slot; refuses the last one and the one in use.
-    pub fn key_remove(&self, id: &str) -> Result<()> {
-        let slots = Self::slots(self.backend.as_ref(), &self.location())?;
-        if !slots.iter().any(|(n, _)| n == id) {
-            return Err(Error::Invalid(format!(
-                "no key slot {id} in {}",
-                self.location()
-            )));
-        }
+    /// Removes the key slot whose id starts with `prefix` (unique); refuses
+    /// the last readable one and the one in use. Returns the full id.
+    pub fn key_remove(&self, prefix: &str) -> Result<String> {
+        let slots = self.usable_slots()?;
+        let p = prefix.to_ascii_lowercase();
+        let matches: Vec<&String> = slots
+            .iter()
+            .map(|(n, _)| n)
+            .filter(|n| !p.is_empty() && n.starts_with(&p))
+            .collect();
+        let id = match matches.as_slice() {
+            [one] => (*one).clone(),
+            [] => {
+                return Err(Error::KeySlot {
+                    slot: prefix.to_string(),
+                    msg: format!(
+                        "no key slot of {} starts with it (slots: {})",
+                        self.location(),
+                        slots
+                            .iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })
+            }
+            many => {
+                return Err(Error::KeySlot {
+                    slot: prefix.to_string(),
+                    msg: format!(
+                        "ambiguous: matches {}",
+                        many.iter()
+                            .map(|n| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })
+            }
+        };
         if slots.len() == 1 {
-            return Err(Error::Invalid(
-                "refusing to remove the last key slot".into(),
-            ));
+            return Err(Error::KeySlot {
+                slot: id,
+                msg: "it is the last key slot: refusing to remove it (add another password first)"
+                    .into(),
+            });
         }
-        if self.slot.as_deref() == Some(id) {
-            return Err(Error::Invalid(format!(
-                "key slot {id} is the one this command unlocked with; open with another password to remove it"
-            )));
+        if self.slot.as_deref() == Some(id.as_str()) {
+            return Err(Error::KeySlot {
+                slot: id,
+                msg: "it is the one this command unlocked with; open with another password to remove it".into(),
+            });
         }
-        self.backend.delete(&format!("keys/{id}"))
+        self.backend.delete(&format!("keys/{id}"))?;
+        Ok(id)
     }
 
     /// Encodes and stores a blob; returns its id and stored length.
@@ -428,29 +516,41 @@ impl Repository {
         Ok(ids)
     }
 
-    /// Every generation, oldest first. A generation that cannot be read is
-    /// an error naming it.
-    pub fn generations(&self) -> Result<Vec<(ObjectId, Generation)>> {
-        let mut out = Vec::new();
+    /// Every generation, oldest first (SPEC.md §8 order), the readable
+    /// ones and, apart, those that cannot be read. A generation listed but
+    /// gone when loaded was forgotten meanwhile and is left out.
+    pub fn list_generations(&self) -> Result<GenerationList> {
+        let mut readable = Vec::new();
+        let mut damaged = Vec::new();
         for id in self.generation_ids()? {
-            out.push((id, self.load_generation(&id)?));
+            match self.load_generation(&id) {
+                Ok(g) => readable.push((id, g)),
+                Err(Error::ObjectMissing { .. }) => {}
+                Err(e) => damaged.push(DamagedGeneration {
+                    id,
+                    problem: e.to_string(),
+                    modified: self
+                        .backend
+                        .modified(&object_path(BlobType::Generation, &id))
+                        .ok()
+                        .flatten(),
+                }),
+            }
         }
-        out.sort_by_key(|a| (a.1.started, committed_ns(&a.1), a.1.finished, a.0));
-        Ok(out)
+        readable.sort_by_key(|a| (a.1.started, committed_ns(&a.1), a.1.finished, a.0));
+        damaged.sort_by_key(|d| (d.modified, d.id));
+        Ok(GenerationList { readable, damaged })
     }
 
-    /// Resolves `spec`: a unique id prefix (at least 4 hex digits),
-    /// `latest`, or `latest:SOURCE` (the newest generation of a source).
-    pub fn resolve_generation(&self, spec: &str) -> Result<(ObjectId, Generation)> {
-        if spec == "latest" || spec.starts_with("latest:") {
-            let src = spec.strip_prefix("latest:");
-            return self
-                .generations()?
-                .into_iter()
-                .rev()
-                .find(|(_, g)| src.is_none_or(|s| g.source == s))
-                .ok_or_else(|| Error::GenerationNotFound(spec.to_string()));
-        }
+    /// The readable generations, oldest first; see [`Repository::list_generations`]
+    /// for the damaged ones.
+    pub fn generations(&self) -> Result<Vec<(ObjectId, Generation)>> {
+        Ok(self.list_generations()?.readable)
+    }
+
+    /// The id a prefix names (at least 4 hex digits, unique), without
+    /// reading the generation: `forget` removes damaged ones by id.
+    pub fn resolve_id(&self, spec: &str) -> Result<ObjectId> {
         let s = spec.to_ascii_lowercase();
         if s.len() < 4 || !s.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(Error::GenerationNotFound(format!(
@@ -464,7 +564,7 @@ impl Repository {
             .collect();
         match matches.len() {
             0 => Err(Error::GenerationNotFound(spec.to_string())),
-            1 => Ok((matches[0], self.load_generation(&matches[0])?)),
+            1 => Ok(matches[0]),
             _ => Err(Error::GenerationAmbiguous {
                 prefix: spec.to_string(),
                 matches: matches
@@ -474,6 +574,102 @@ impl Repository {
                     .join(", "),
             }),
         }
+    }
+
+    /// Resolves `spec`: a unique id prefix (at least 4 hex digits),
+    /// `latest`, or `latest:SOURCE` (the newest readable generation of a
+    /// source). A damaged generation named by its id is an error naming it.
+    pub fn resolve_generation(&self, spec: &str) -> Result<(ObjectId, Generation)> {
+        self.resolve_generation_noting(spec)
+            .map(|(id, g, _)| (id, g))
+    }
+
+    /// [`Repository::resolve_generation`], also returning, for `latest`,
+    /// the damaged generations that might be newer than the one chosen
+    /// (the caller should say so).
+    pub fn resolve_generation_noting(
+        &self,
+        spec: &str,
+    ) -> Result<(ObjectId, Generation, Vec<DamagedGeneration>)> {
+        if spec == "latest" || spec.starts_with("latest:") {
+            let list = self.list_generations()?;
+            let (id, g) = list.resolve_latest(spec)?.clone();
+            let suspects = list.damaged_since(g.started).into_iter().cloned().collect();
+            return Ok((id, g, suspects));
+        }
+        let id = self.resolve_id(spec)?;
+        match self.load_generation(&id) {
+            Ok(g) => Ok((id, g, Vec::new())),
+            Err(e @ Error::ObjectMissing { .. }) => Err(e),
+            Err(e) => Err(Error::GenerationDamaged {
+                id: id.short(),
+                msg: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// A generation that is listed but cannot be read.
+#[derive(Clone, Debug)]
+pub struct DamagedGeneration {
+    pub id: ObjectId,
+    /// Why it cannot be read.
+    pub problem: String,
+    /// Its file's modification time (about its commit time), when known.
+    pub modified: Option<i64>,
+}
+
+/// The generations of a repository: readable ones in SPEC.md §8 order,
+/// and the damaged ones (whose source is unknown).
+#[derive(Clone, Debug, Default)]
+pub struct GenerationList {
+    pub readable: Vec<(ObjectId, Generation)>,
+    pub damaged: Vec<DamagedGeneration>,
+}
+
+impl GenerationList {
+    /// The newest readable generation, of `source` when given.
+    pub fn latest(&self, source: Option<&str>) -> Option<&(ObjectId, Generation)> {
+        self.readable
+            .iter()
+            .rev()
+            .find(|(_, g)| source.is_none_or(|s| g.source == s))
+    }
+
+    /// `latest` or `latest:SOURCE`.
+    pub fn resolve_latest(&self, spec: &str) -> Result<&(ObjectId, Generation)> {
+        let src = spec.strip_prefix("latest:");
+        self.latest(src).ok_or_else(|| {
+            let mut what = spec.to_string();
+            if !self.damaged.is_empty() {
+                what.push_str(&format!(
+                    " (among the readable generations; {} cannot be read)",
+                    self.damaged.len()
+                ));
+            }
+            Error::GenerationNotFound(what)
+        })
+    }
+
+    /// Damaged generations that may have been committed after `t` (Unix
+    /// seconds): their file is not older, or its time is unknown.
+    pub fn damaged_since(&self, t: i64) -> Vec<&DamagedGeneration> {
+        self.damaged
+            .iter()
+            .filter(|d| d.modified.is_none_or(|m| m >= t))
+            .collect()
+    }
+
+    /// The readable sources (lineages), sorted.
+    pub fn sources(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .readable
+            .iter()
+            .map(|(_, g)| g.source.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 }
 
@@ -488,6 +684,16 @@ impl Repository {
         }
     }
 
+    /// Every protected generation id (one listing of `protected/`).
+    pub fn protected_ids(&self) -> Result<std::collections::HashSet<ObjectId>> {
+        let mut out = std::collections::HashSet::new();
+        self.backend.list("protected", &mut |p| {
+            out.extend(id_from_path(p));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// True when the generation is protected.
     pub fn is_protected(&self, id: &ObjectId) -> Result<bool> {
         self.backend.exists(&format!("protected/{}", id.to_hex()))
@@ -497,10 +703,7 @@ impl Repository {
     /// collection). Protected generations are refused.
     pub fn forget_generation(&self, id: &ObjectId) -> Result<()> {
         if self.is_protected(id)? {
-            return Err(Error::Invalid(format!(
-                "generation {} is protected",
-                id.short()
-            )));
+            return Err(Error::GenerationProtected(id.short()));
         }
         self.backend.delete(&object_path(BlobType::Generation, id))
     }
@@ -514,7 +717,7 @@ impl Repository {
 pub struct Sealed {
     backend: Arc<dyn Backend>,
     config: RepoConfig,
-    slots: Option<Result<Vec<(String, KeySlot)>>>,
+    slots: Option<Result<(Vec<(String, KeySlot)>, Vec<SkippedSlot>)>>,
 }
 
 impl Sealed {
@@ -523,7 +726,9 @@ impl Sealed {
     }
 
     /// Derives the master key from `password` (Argon2id, the slow part)
-    /// and opens the repository.
+    /// and opens the repository. Every readable slot is tried; slots that
+    /// cannot be read or refuse their costs are skipped and named
+    /// ([`Repository::skipped_key_slots`], or the error when none opens).
     pub fn unlock(self, password: Option<&[u8]>) -> Result<Repository> {
         let Sealed {
             backend,
@@ -538,10 +743,13 @@ impl Sealed {
                 config,
                 key: None,
                 slot: None,
+                skipped: Vec::new(),
             });
         };
         let pw = password.ok_or_else(|| Error::PasswordRequired(loc.clone()))?;
-        for (name, slot) in slots? {
+        let (slots, mut skipped) = slots?;
+        let mut tried = 0;
+        for (name, slot) in slots {
             match slot.open(pw, &config.id) {
                 Ok(key) => {
                     return Ok(Repository {
@@ -550,13 +758,33 @@ impl Sealed {
                         config,
                         key: Some(key),
                         slot: Some(name),
+                        skipped,
                     })
                 }
-                Err(FormatError::WrongPassword) => continue,
-                Err(e) => return Err(Error::Invalid(format!("key slot {name}: {e}"))),
+                Err(FormatError::WrongPassword) => tried += 1,
+                Err(e) => skipped.push(SkippedSlot {
+                    path: format!("keys/{name}"),
+                    problem: e.to_string(),
+                }),
             }
         }
-        Err(Error::WrongPassword(loc))
+        if tried == 0 {
+            return Err(Error::NoKeySlots {
+                repo: loc,
+                skipped: describe_skipped(&skipped),
+            });
+        }
+        Err(Error::WrongPassword {
+            repo: loc,
+            skipped: if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (key slots skipped as unreadable: {})",
+                    describe_skipped(&skipped)
+                )
+            },
+        })
     }
 }
 
@@ -603,7 +831,7 @@ mod tests {
         let b = init(d.path());
         let wrong = Repository::read(b.clone()).unwrap().unlock(Some(b"nope"));
         assert!(
-            matches!(wrong, Err(Error::WrongPassword(_))),
+            matches!(wrong, Err(Error::WrongPassword { .. })),
             "{:?}",
             wrong.err()
         );
@@ -617,8 +845,67 @@ mod tests {
         );
         let no_slots = Repository::read(b).unwrap().unlock(Some(b"pw"));
         match no_slots {
-            Err(e) => assert!(e.to_string().contains("no key slots"), "{e}"),
+            Err(e) => assert!(e.to_string().contains("no usable key slot"), "{e}"),
             Ok(_) => panic!("opened without key slots"),
+        }
+    }
+
+    /// Issue 13 item 4: a damaged slot file or a stray file in `keys/` is
+    /// skipped and named; the other slots still open the repository, and
+    /// only when none opens does the error come (naming what was skipped).
+    #[test]
+    fn damaged_and_stray_key_files_are_skipped_not_fatal() {
+        let d = tempfile::tempdir().unwrap();
+        let b = init(d.path());
+        let r = Repository::open(b.clone(), Some(b"pw")).unwrap();
+        let second = r
+            .key_add(
+                b"pw2",
+                KdfParams {
+                    memory_kib: 64,
+                    iterations: 1,
+                    lanes: 1,
+                },
+                "t".into(),
+            )
+            .unwrap();
+        let keys = d.path().join("repo/keys");
+        std::fs::write(keys.join("README"), b"these are vmkeep key slots\n").unwrap();
+        // Flip a byte in the middle of the second slot.
+        let p = keys.join(&second);
+        let mut raw = std::fs::read(&p).unwrap();
+        let mid = raw.len() / 2;
+        raw[mid] ^= 0x40;
+        std::fs::write(&p, &raw).unwrap();
+        let r = Repository::open(b.clone(), Some(b"pw")).unwrap();
+        let mut skipped: Vec<_> = r
+            .skipped_key_slots()
+            .iter()
+            .map(|s| s.path.clone())
+            .collect();
+        skipped.sort();
+        let mut want = vec![format!("keys/{second}"), "keys/README".to_string()];
+        want.sort();
+        assert_eq!(skipped, want);
+        match Repository::open(b.clone(), Some(b"pw2")) {
+            Err(e @ Error::WrongPassword { .. }) => {
+                let m = e.to_string();
+                assert!(m.contains("keys/README") && m.contains(&second), "{m}");
+            }
+            other => panic!("{:?}", other.err()),
+        }
+        // Only unreadable files left: no usable slot, naming them.
+        for e in std::fs::read_dir(&keys).unwrap() {
+            let e = e.unwrap();
+            if e.file_name() != "README" && e.file_name() != second.as_str() {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+        match Repository::open(b, Some(b"pw")) {
+            Err(e @ Error::NoKeySlots { .. }) => {
+                assert!(e.to_string().contains("keys/README"), "{e}")
+            }
+            other => panic!("{:?}", other.err()),
         }
     }
 }

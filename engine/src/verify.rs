@@ -8,9 +8,16 @@
 //! Memory: one set of referenced chunk ids plus each generation's page
 //! list; which generations reference a bad chunk is found by re-reading
 //! pages, only when something is bad.
-//! Damaged chunks can be quarantined: moved to `quarantine/<path>` and
-//! dropped from the index, so the next backup that meets the same data
-//! stores it again.
+//!
+//! Every damaged object found is reported in [`VerifyReport::bad`], so the
+//! caller can drop it from the chunk index and no backup deduplicates
+//! against it again (SPEC.md §13.3). With quarantine, damaged objects of
+//! every type (generations, manifests, pages, chunks) are moved to
+//! `quarantine/<path>`: the next backup that meets the same data stores it
+//! again, which heals the generations that reference it.
+//!
+//! A subset check ([`Subset`]) reads only some chunks: a generation with
+//! no damage found is then "intact in the checked subset", never "intact".
 //!
 //! Keyless mode needs no password: it checks every stored object against
 //! its stored-bytes checksum (and the sealed `config` and key files). It is
@@ -97,15 +104,29 @@ pub struct Damage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GenerationVerdict {
     pub id: ObjectId,
+    /// Its source; empty when the generation itself cannot be read.
     pub source: String,
     /// Paths of the damaged objects it references (empty: restores intact,
     /// as far as the chunks read show).
     pub damaged: Vec<String>,
 }
 
+impl GenerationVerdict {
+    /// `intact`, `intact in the checked subset` or `damaged`.
+    pub fn status(&self, subset: Subset) -> &'static str {
+        match (self.damaged.is_empty(), subset) {
+            (false, _) => "damaged",
+            (true, Subset::All) => "intact",
+            (true, _) => "intact in the checked subset",
+        }
+    }
+}
+
 /// What a verify found.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct VerifyReport {
+    /// Which chunks were read.
+    pub subset: Subset,
     pub generations: Vec<GenerationVerdict>,
     /// Distinct chunks referenced by all generations.
     pub chunks_referenced: u64,
@@ -113,7 +134,25 @@ pub struct VerifyReport {
     pub chunks_checked: u64,
     pub bytes_checked: u64,
     pub damage: Vec<Damage>,
+    /// The damaged objects by type and id (every type a backup reuses or
+    /// deduplicates against: drop them from the index).
+    pub bad: Vec<(BlobType, ObjectId)>,
     pub quarantined: Vec<String>,
+}
+
+impl Default for VerifyReport {
+    fn default() -> Self {
+        VerifyReport {
+            subset: Subset::All,
+            generations: Vec::new(),
+            chunks_referenced: 0,
+            chunks_checked: 0,
+            bytes_checked: 0,
+            damage: Vec::new(),
+            bad: Vec::new(),
+            quarantined: Vec::new(),
+        }
+    }
 }
 
 impl VerifyReport {
@@ -123,14 +162,18 @@ impl VerifyReport {
     }
 }
 
-/// Keyed verification of every generation.
+/// Keyed verification of every generation. Damaged objects are dropped
+/// from `index` when given, and moved to `quarantine/` with `quarantine`.
 pub fn verify(
     repo: &Repository,
     index: Option<&dyn Index>,
     subset: Subset,
     quarantine: bool,
 ) -> Result<VerifyReport> {
-    let mut report = VerifyReport::default();
+    let mut report = VerifyReport {
+        subset,
+        ..VerifyReport::default()
+    };
     let mut gen_ids = repo.generation_ids()?;
     gen_ids.sort();
     // Every chunk id referenced (32 bytes each plus the table), and per
@@ -140,7 +183,21 @@ pub fn verify(
     let mut gen_pages: Vec<Vec<ObjectId>> = Vec::new();
     let mut verdicts: Vec<GenerationVerdict> = Vec::new();
     let mut damage: Vec<Damage> = Vec::new();
-    let mut seen_meta: HashMap<(u8, ObjectId), Option<String>> = HashMap::new();
+    let mut bad: Vec<(BlobType, ObjectId)> = Vec::new();
+    // Documents shared by several generations are read once; their
+    // verdict is remembered.
+    let mut seen_meta: HashSet<(u8, ObjectId)> = HashSet::new();
+    let mut note = |ty: BlobType, id: ObjectId, problem: String, damage: &mut Vec<Damage>| {
+        let path = object_path(ty, &id);
+        if seen_meta.insert((ty as u8, id)) {
+            damage.push(Damage {
+                path: path.clone(),
+                problem,
+            });
+            bad.push((ty, id));
+        }
+        path
+    };
     for gid in gen_ids {
         let mut pages: Vec<ObjectId> = Vec::new();
         let mut v = GenerationVerdict {
@@ -150,12 +207,10 @@ pub fn verify(
         };
         let g = match repo.load_generation(&gid) {
             Ok(g) => g,
+            // Forgotten since it was listed.
+            Err(crate::Error::ObjectMissing { .. }) => continue,
             Err(e) => {
-                let path = object_path(BlobType::Generation, &gid);
-                damage.push(Damage {
-                    path: path.clone(),
-                    problem: e.to_string(),
-                });
+                let path = note(BlobType::Generation, gid, e.to_string(), &mut damage);
                 v.damaged.push(path);
                 verdicts.push(v);
                 gen_pages.push(pages);
@@ -164,19 +219,10 @@ pub fn verify(
         };
         v.source = g.source.clone();
         for d in &g.disks {
-            // A manifest or page shared by several generations is read once;
-            // its verdict is remembered.
-            let mkey = (BlobType::Manifest as u8, d.manifest);
             let m = match repo.load_manifest(&d.manifest) {
                 Ok(m) => m,
                 Err(e) => {
-                    let path = object_path(BlobType::Manifest, &d.manifest);
-                    if seen_meta.insert(mkey, Some(path.clone())).is_none() {
-                        damage.push(Damage {
-                            path: path.clone(),
-                            problem: e.to_string(),
-                        });
-                    }
+                    let path = note(BlobType::Manifest, d.manifest, e.to_string(), &mut damage);
                     v.damaged.push(path);
                     continue;
                 }
@@ -197,16 +243,7 @@ pub fn verify(
                         pages.push(*pid);
                     }
                     Err(e) => {
-                        let path = object_path(BlobType::ManifestPage, pid);
-                        if seen_meta
-                            .insert((BlobType::ManifestPage as u8, *pid), Some(path.clone()))
-                            .is_none()
-                        {
-                            damage.push(Damage {
-                                path: path.clone(),
-                                problem: e.to_string(),
-                            });
-                        }
+                        let path = note(BlobType::ManifestPage, *pid, e.to_string(), &mut damage);
                         v.damaged.push(path);
                     }
                 }
@@ -226,12 +263,12 @@ pub fn verify(
     drop(refs);
     // Directory order: neighbours on disk are read together.
     selected.sort_unstable();
-    let (bytes, mut bad) = check_chunks(repo, &selected);
+    let (bytes, mut bad_chunks) = check_chunks(repo, &selected);
     report.chunks_checked = selected.len() as u64;
     report.bytes_checked = bytes;
-    bad.sort();
-    if !bad.is_empty() {
-        let bad_ids: HashSet<ObjectId> = bad.iter().map(|(id, _)| *id).collect();
+    bad_chunks.sort();
+    if !bad_chunks.is_empty() {
+        let bad_ids: HashSet<ObjectId> = bad_chunks.iter().map(|(id, _)| *id).collect();
         // page id → the bad chunks it names (pages shared by generations are
         // read once more here, only when something is damaged)
         let mut page_bad: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
@@ -258,19 +295,28 @@ pub fn verify(
             }
         }
     }
-    for (id, problem) in bad {
-        let path = object_path(BlobType::Chunk, &id);
+    for (id, problem) in bad_chunks {
+        damage.push(Damage {
+            path: object_path(BlobType::Chunk, &id),
+            problem,
+        });
+        bad.push((BlobType::Chunk, id));
+    }
+    for (ty, id) in &bad {
+        if let Some(ix) = index {
+            if matches!(ty, BlobType::Chunk | BlobType::ManifestPage) {
+                ix.remove(*ty, id)?;
+            }
+        }
+        let path = object_path(*ty, id);
         if quarantine && repo.backend().exists(&path)? {
             quarantine_object(repo.backend().as_ref(), &path)?;
-            if let Some(ix) = index {
-                ix.remove(BlobType::Chunk, &id)?;
-            }
-            report.quarantined.push(path.clone());
+            report.quarantined.push(path);
         }
-        damage.push(Damage { path, problem });
     }
     report.generations = verdicts;
     report.damage = damage;
+    report.bad = bad;
     Ok(report)
 }
 

@@ -322,7 +322,7 @@ fn the_three_read_modes_agree() {
     let full = rig.backup(&img, "d1", &["--read-mode", "full"]);
     let (chunks, pages) = (rig.files("chunks"), rig.files("pages"));
     let sparse = rig.backup(&img, "d1", &["--read-mode", "sparse"]);
-    let listed = rig.backup(&img, "d1", &["--changed-areas", s(&cbt)]);
+    let listed = rig.backup(&img, "d1", &["--allocated-areas", s(&cbt)]);
     assert_eq!(n(&full, "read_bytes"), 24 * MIB);
     assert!(n(&sparse, "read_bytes") < 12 * MIB, "{sparse}");
     assert!(n(&listed, "read_bytes") < 12 * MIB, "{listed}");

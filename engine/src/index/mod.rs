@@ -6,10 +6,12 @@
 //! Invariant kept by the writers: an entry is inserted only after the
 //! object it names is durable in the repository.
 
+mod damaged;
 mod mem;
 mod rebuild;
 mod rocks;
 
+pub use damaged::{apply_drop_note, drop_damaged, forget_quarantined, Dropped};
 pub use mem::MemIndex;
 pub use rebuild::{open_at, open_for, ready_for, rebuild, RebuildReport};
 pub use rocks::RocksIndex;

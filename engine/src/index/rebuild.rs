@@ -121,9 +121,14 @@ pub fn ready_for(
 ) -> Result<(RocksIndex, Option<RebuildReport>)> {
     let repo_ok = idx.meta_get(META_REPO)?.as_deref() == Some(repo.config().id_hex().as_bytes());
     let complete = idx.meta_get(META_STATE)?.as_deref() == Some(&b"complete"[..]);
-    if repo_ok && complete {
-        return Ok((idx, None));
-    }
-    let report = rebuild(repo, &idx)?;
-    Ok((idx, Some(report)))
+    let report = if repo_ok && complete {
+        None
+    } else {
+        Some(rebuild(repo, &idx)?)
+    };
+    // What a verify found damaged while this index was busy (a rebuild
+    // checks only stored-bytes checksums, so it applies after one too).
+    let path = idx.path().to_path_buf();
+    super::apply_drop_note(&idx, &path)?;
+    Ok((idx, report))
 }

@@ -77,6 +77,11 @@ impl RocksIndex {
         }
     }
 
+    /// Where it lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn err(&self, e: rocksdb::Error) -> Error {
         Error::Index {
             path: self.path.clone(),
