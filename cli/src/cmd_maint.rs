@@ -309,18 +309,38 @@ pub fn unlock(g: &Global, a: &UnlockArgs) -> anyhow::Result<()> {
             "vmkeep: warning: removing every lock; a running backup or gc loses its protection"
         );
     }
-    let removed = vmkeep_engine::lock::unlock(b.as_ref(), a.all)?;
-    for l in &removed {
-        if !g.json {
-            println!("removed {}", l.describe());
-        }
-    }
+    let done = vmkeep_engine::lock::unlock(b.as_ref(), a.all)?;
+    let describe = |ls: &[vmkeep_engine::lock::LockInfo]| -> Vec<String> {
+        ls.iter().map(|l| l.describe()).collect()
+    };
     if g.json {
         println!(
             "{}",
-            json!({"removed": removed.iter().map(|l| l.describe()).collect::<Vec<_>>()})
+            json!({"removed": describe(&done.removed), "live": describe(&done.live)})
         );
-    } else if removed.is_empty() {
+        return Ok(());
+    }
+    for d in describe(&done.removed) {
+        println!("removed {d}");
+    }
+    let n = done.live.len();
+    if n > 0 {
+        // Live locks stay: say which, so nobody thinks `unlock` failed.
+        let (lock, remain) = if n == 1 {
+            ("lock", "remains")
+        } else {
+            ("locks", "remain")
+        };
+        let none = if done.removed.is_empty() {
+            "no stale locks; "
+        } else {
+            ""
+        };
+        println!("{none}{n} live {lock} {remain}:");
+        for d in describe(&done.live) {
+            println!("  {d}");
+        }
+    } else if done.removed.is_empty() {
         println!("no stale locks");
     }
     Ok(())

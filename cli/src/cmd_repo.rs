@@ -71,7 +71,7 @@ pub fn parse_size(s: &str) -> Result<u32, String> {
 
 fn label() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-    format!("{user}@{}", vmkeep_engine::backup::hostname())
+    format!("{user}@{}", vmkeep_engine::host::hostname())
 }
 
 pub fn init(g: &Global, a: &InitArgs) -> anyhow::Result<()> {

@@ -27,6 +27,7 @@ use vmkeep_format::manifest::{self, Manifest, ManifestPage, ManifestStats, ENTRI
 use vmkeep_format::ObjectId;
 
 use crate::backend::Durability;
+pub use crate::host::hostname;
 use crate::index::{Index, IndexEntry};
 use crate::pipeline::{is_zero, Failure, Window};
 use crate::progress::Progress;
@@ -856,7 +857,7 @@ pub fn commit_generation(
         source: info.source,
         hostname: hostname(),
         started: info.started,
-        finished: crate::repo::now_unix(),
+        finished: crate::host::now_unix(),
         utc_offset: info.utc_offset,
         parent: info.parent,
         disks: disks.iter().map(|d| d.disk_ref()).collect(),
@@ -877,13 +878,6 @@ pub fn commit_generation(
     };
     let id = repo.commit_generation(&g)?;
     Ok((id, g))
-}
-
-/// This host's name, for generation documents.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]

@@ -101,8 +101,13 @@ pub enum Error {
     },
     #[error("{0}")]
     Vddk(#[from] crate::vddk::VddkError),
-    #[error("repository {repo} is locked: {holder}; if that process is gone, run `vmkeep unlock`")]
-    Locked { repo: String, holder: String },
+    /// `holder` describes the conflicting lock, `advice` what to do about it.
+    #[error("repository {repo} is locked: {holder}; {advice}")]
+    Locked {
+        repo: String,
+        holder: String,
+        advice: String,
+    },
     #[error("interrupted")]
     Interrupted,
     #[error("{0}")]

@@ -30,9 +30,10 @@ use vmkeep_format::blob::BlobType;
 use vmkeep_format::ObjectId;
 
 use crate::backend::{list_names, Backend, Durability};
+use crate::host::now_unix;
 use crate::index::Index;
 use crate::lock::{self, Mode};
-use crate::repo::{id_from_path, now_unix, object_dir, Repository};
+use crate::repo::{id_from_path, object_dir, Repository};
 use crate::{Error, Result};
 
 /// Seconds subtracted from the cut-off for clock differences between hosts.

@@ -16,6 +16,7 @@ pub mod backup;
 pub mod buf;
 pub mod error;
 pub mod gc;
+pub mod host;
 pub mod index;
 pub mod lock;
 pub mod ops;

@@ -1,4 +1,4 @@
-//! Repository locks (SPEC.md §13): files `locks/<16 hex>` holding one line
+//! Repository locks (SPEC.md §13.1): files `locks/<16 hex>` holding one line
 //! of JSON: `{"host","pid","command","mode","started","refreshed","parent"}`.
 //!
 //! Modes: `shared` (backup, restore, verify, forget), `gc` (conflicts only
@@ -9,14 +9,22 @@
 //! gone, or when it was not refreshed for [`STALE_AFTER`]; live holders
 //! refresh every [`REFRESH_EVERY`]. Stale locks are ignored (and removed
 //! by `unlock`).
+//!
+//! Invariants: writers emit the fields in the order above as compact JSON
+//! (what older readers parse); readers accept any JSON object of that
+//! shape (whitespace, field order, extra fields). A file that does not
+//! parse (torn, garbage, wrong types) is an *unreadable* lock: a live
+//! exclusive lock until [`STALE_AFTER`] past its modification time, then
+//! stale, so it blocks for a bounded time instead of for ever.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use vmkeep_format::ObjectId;
 
 use crate::backend::{Backend, Durability};
-use crate::repo::now_unix;
+use crate::host::{hostname, now_unix, pid_alive};
 use crate::{Error, Result};
 
 /// A lock not refreshed for this long is stale (seconds).
@@ -25,7 +33,8 @@ pub const STALE_AFTER: i64 = 30 * 60;
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// What a lock allows others to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     Shared,
     Gc,
@@ -39,14 +48,6 @@ impl Mode {
             Mode::Gc => "gc",
             Mode::Exclusive => "exclusive",
         }
-    }
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "shared" => Mode::Shared,
-            "gc" => Mode::Gc,
-            "exclusive" => Mode::Exclusive,
-            _ => return None,
-        })
     }
     fn conflicts(self, other: Mode) -> bool {
         matches!(
@@ -69,113 +70,163 @@ pub struct LockInfo {
     pub refreshed: i64,
     /// For a backup: the parent generation it reads entries from.
     pub parent: Option<ObjectId>,
+    /// Why the file could not be parsed. Then `mode` is exclusive,
+    /// `started` and `refreshed` are the file's modification time, and
+    /// host, pid and command are placeholders.
+    pub unreadable: Option<String>,
 }
 
-fn esc(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| match c {
-            '"' => "\\\"".chars().collect::<Vec<_>>(),
-            '\\' => "\\\\".chars().collect(),
-            c if (c as u32) < 0x20 => format!("\\u{:04x}", c as u32).chars().collect(),
-            c => vec![c],
-        })
-        .collect()
+/// A lock file as stored; field order is the order written.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    host: String,
+    pid: u32,
+    command: String,
+    mode: Mode,
+    started: i64,
+    refreshed: i64,
+    /// 64 hex digits or null, never absent (`deserialize_with` makes
+    /// serde require an `Option` field).
+    #[serde(deserialize_with = "Option::deserialize")]
+    parent: Option<String>,
+}
+
+/// `t` as `YYYY-MM-DD hh:mm:ss UTC` for messages.
+fn utc(t: i64) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&fmt).ok())
+        .map(|s| format!("{s} UTC"))
+        .unwrap_or_else(|| format!("{t} (Unix time)"))
+}
+
+/// A duration in seconds, for "written … ago".
+fn age(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+    }
 }
 
 impl LockInfo {
+    /// One compact JSON line (SPEC.md §13.1).
     fn encode(&self) -> Vec<u8> {
-        let parent = match &self.parent {
-            Some(p) => format!("\"{}\"", p.to_hex()),
-            None => "null".into(),
+        let w = Wire {
+            host: self.host.clone(),
+            pid: self.pid,
+            command: self.command.clone(),
+            mode: self.mode,
+            started: self.started,
+            refreshed: self.refreshed,
+            parent: self.parent.map(|p| p.to_hex()),
         };
-        format!(
-            "{{\"host\":\"{}\",\"pid\":{},\"command\":\"{}\",\"mode\":\"{}\",\"started\":{},\"refreshed\":{},\"parent\":{}}}\n",
-            esc(&self.host),
-            self.pid,
-            esc(&self.command),
-            self.mode.name(),
-            self.started,
-            self.refreshed,
-            parent
-        )
-        .into_bytes()
+        let mut out = serde_json::to_vec(&w).expect("a lock always serializes");
+        out.push(b'\n');
+        out
     }
 
-    /// Parses a lock file; `None` when it is not one of ours.
-    fn decode(name: &str, b: &[u8]) -> Option<Self> {
-        let s = std::str::from_utf8(b).ok()?;
-        let field = |k: &str| -> Option<String> {
-            let i = s.find(&format!("\"{k}\":"))? + k.len() + 3;
-            let rest = &s[i..];
-            if let Some(r) = rest.strip_prefix('"') {
-                let mut out = String::new();
-                let mut chars = r.chars();
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => return Some(out),
-                        '\\' => out.push(chars.next()?),
-                        c => out.push(c),
-                    }
-                }
-                None
-            } else {
-                Some(rest.split([',', '}']).next()?.trim().to_string())
-            }
+    /// Parses a lock file; the error says why it is not one.
+    fn decode(name: &str, b: &[u8]) -> std::result::Result<Self, String> {
+        let w: Wire = serde_json::from_slice(b).map_err(|e| e.to_string())?;
+        let parent = match w.parent {
+            None => None,
+            Some(p) => Some(
+                ObjectId::from_hex(&p).map_err(|_| format!("parent {p:?} is not an object id"))?,
+            ),
         };
-        Some(LockInfo {
+        Ok(LockInfo {
             name: name.to_string(),
-            host: field("host")?,
-            pid: field("pid")?.parse().ok()?,
-            command: field("command")?,
-            mode: Mode::parse(&field("mode")?)?,
-            started: field("started")?.parse().ok()?,
-            refreshed: field("refreshed")?.parse().ok()?,
-            parent: field("parent").and_then(|p| ObjectId::from_hex(&p).ok()),
+            host: w.host,
+            pid: w.pid,
+            command: w.command,
+            mode: w.mode,
+            started: w.started,
+            refreshed: w.refreshed,
+            parent,
+            unreadable: None,
         })
     }
 
-    /// True when the holder is gone or silent for too long.
+    /// The stand-in for a file that does not parse, last written at
+    /// `modified`: exclusive, and as old as the file.
+    fn unreadable(name: String, reason: String, modified: i64) -> Self {
+        LockInfo {
+            name,
+            host: "?".into(),
+            pid: 0,
+            command: "?".into(),
+            mode: Mode::Exclusive,
+            started: modified,
+            refreshed: modified,
+            parent: None,
+            unreadable: Some(reason),
+        }
+    }
+
+    /// True when the holder is gone or silent for too long (for an
+    /// unreadable lock: when the file is older than [`STALE_AFTER`]).
     pub fn is_stale(&self, now: i64) -> bool {
         if now - self.refreshed > STALE_AFTER {
             return true;
         }
-        self.host == crate::backup::hostname()
-            && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+        self.unreadable.is_none() && self.host == hostname() && !pid_alive(self.pid)
     }
 
-    /// One line for error messages.
+    /// One line for messages; names the file.
     pub fn describe(&self) -> String {
-        format!(
-            "{} lock held by `{}` (pid {} on {}, since {} UTC)",
-            self.mode.name(),
-            self.command,
-            self.pid,
-            self.host,
-            time::OffsetDateTime::from_unix_timestamp(self.started)
-                .map(|t| t.to_string())
-                .unwrap_or_else(|_| self.started.to_string())
-        )
+        match &self.unreadable {
+            Some(reason) => format!(
+                "unreadable lock file locks/{} ({reason}), written {} ago at {}",
+                self.name,
+                age(now_unix() - self.refreshed),
+                utc(self.refreshed)
+            ),
+            None => format!(
+                "{} lock locks/{} held by `{}` (pid {} on {}, since {})",
+                self.mode.name(),
+                self.name,
+                self.command,
+                self.pid,
+                self.host,
+                utc(self.started)
+            ),
+        }
+    }
+
+    /// What to do about this lock when it blocks a command.
+    fn advice(&self) -> String {
+        match self.unreadable {
+            Some(_) => format!(
+                "it counts as a live exclusive lock until {} ({} min after it was written), \
+                 then as stale; if no vmkeep runs on this repository, `vmkeep unlock --all` \
+                 removes it now",
+                utc(self.refreshed + STALE_AFTER),
+                STALE_AFTER / 60
+            ),
+            None => "if that process is gone, run `vmkeep unlock`".into(),
+        }
     }
 }
 
-/// Every lock file in the repository (unparseable ones are reported as
-/// exclusive locks of an unknown holder, so they block rather than vanish).
+/// Every lock file in the repository; files that do not parse are
+/// [`LockInfo::unreadable`] locks, so they block (for a while) rather than
+/// vanish. Files removed while listing are skipped.
 pub fn list(b: &dyn Backend) -> Result<Vec<LockInfo>> {
-    Ok(crate::backend::read_all(b, "locks")?
-        .into_iter()
-        .map(|(_, name, raw)| {
-            LockInfo::decode(&name, &raw).unwrap_or(LockInfo {
-                name,
-                host: "?".into(),
-                pid: 0,
-                command: "unreadable lock file".into(),
-                mode: Mode::Exclusive,
-                started: 0,
-                refreshed: now_unix(),
-                parent: None,
-            })
-        })
-        .collect())
+    let mut out = Vec::new();
+    for (path, name, raw) in crate::backend::read_all(b, "locks")? {
+        match LockInfo::decode(&name, &raw) {
+            Ok(l) => out.push(l),
+            Err(reason) => {
+                if let Some(st) = b.stat(&path)? {
+                    out.push(LockInfo::unreadable(name, reason, st.modified));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Live locks other than `own`.
@@ -209,13 +260,14 @@ impl Lock {
         let now = now_unix();
         let info = LockInfo {
             name: hex::encode(r),
-            host: crate::backup::hostname(),
+            host: hostname(),
             pid: std::process::id(),
             command: command.to_string(),
             mode,
             started: now,
             refreshed: now,
             parent,
+            unreadable: None,
         };
         let path = format!("locks/{}", info.name);
         backend.put(&path, &info.encode(), Durability::Immediate)?;
@@ -225,6 +277,7 @@ impl Lock {
             return Err(Error::Locked {
                 repo: backend.location(),
                 holder: c.describe(),
+                advice: c.advice(),
             });
         }
         let info = Arc::new(Mutex::new(info));
@@ -278,22 +331,51 @@ impl Drop for Lock {
     }
 }
 
-/// Removes stale locks (or every lock with `all`); returns what it removed.
-pub fn unlock(b: &dyn Backend, all: bool) -> Result<Vec<LockInfo>> {
+/// What [`unlock`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unlocked {
+    /// The locks it removed.
+    pub removed: Vec<LockInfo>,
+    /// The live locks it left in place.
+    pub live: Vec<LockInfo>,
+}
+
+/// Removes stale locks, unreadable ones included (or every lock with
+/// `all`); says what it removed and which live locks remain.
+pub fn unlock(b: &dyn Backend, all: bool) -> Result<Unlocked> {
     let now = now_unix();
-    let mut removed = Vec::new();
+    let mut done = Unlocked::default();
     for l in list(b)? {
         if all || l.is_stale(now) {
             b.delete(&format!("locks/{}", l.name))?;
-            removed.push(l);
+            done.removed.push(l);
+        } else {
+            done.live.push(l);
         }
     }
-    Ok(removed)
+    Ok(done)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
+    use crate::backend::LocalBackend;
+
+    fn sample() -> LockInfo {
+        LockInfo {
+            name: "abc".into(),
+            host: "h".into(),
+            pid: 42,
+            command: "vmkeep backup".into(),
+            mode: Mode::Shared,
+            started: 1700000000,
+            refreshed: 1700000100,
+            parent: None,
+            unreadable: None,
+        }
+    }
 
     #[test]
     fn lock_files_round_trip_with_awkward_strings() {
@@ -306,8 +388,95 @@ mod tests {
             started: 1700000000,
             refreshed: 1700000100,
             parent: Some(ObjectId([7; 32])),
+            unreadable: None,
         };
-        assert_eq!(LockInfo::decode("abc", &l.encode()), Some(l));
+        assert_eq!(LockInfo::decode("abc", &l.encode()), Ok(l));
+    }
+
+    #[test]
+    fn control_characters_and_unicode_round_trip() {
+        let l = LockInfo {
+            host: "tab\there\u{1}".into(),
+            command: "vmkeep backup --disk \"é\nü\" \\u0041".into(),
+            ..sample()
+        };
+        assert_eq!(LockInfo::decode("abc", &l.encode()), Ok(l));
+    }
+
+    #[test]
+    fn writes_one_compact_line_in_spec_order() {
+        // What older readers parse (SPEC.md §13.1).
+        let want = "{\"host\":\"h\",\"pid\":42,\"command\":\"vmkeep backup\",\"mode\":\"shared\",\
+                    \"started\":1700000000,\"refreshed\":1700000100,\"parent\":null}\n";
+        assert_eq!(String::from_utf8(sample().encode()).unwrap(), want);
+    }
+
+    #[test]
+    fn reads_any_json_of_the_lock_shape() {
+        let want = LockInfo {
+            parent: Some(ObjectId([0xab; 32])),
+            ..sample()
+        };
+        let p = "ab".repeat(32);
+        let spaced = format!(
+            "{{\"host\": \"h\", \"pid\": 42, \"command\": \"vmkeep backup\", \"mode\": \"shared\", \
+             \"started\": 1700000000, \"refreshed\": 1700000100, \"parent\": \"{p}\"}}"
+        );
+        let pretty = format!(
+            "{{\n  \"host\" : \"h\",\n  \"pid\" : 42,\n  \"command\" : \"vmkeep backup\",\n  \
+             \"mode\" : \"shared\",\n  \"started\" : 1700000000,\n  \"refreshed\" : 1700000100,\n  \
+             \"parent\" : \"{p}\"\n}}\n\n"
+        );
+        let reordered = format!(
+            "{{\"parent\":\"{p}\",\"refreshed\":1700000100,\"mode\":\"shared\",\"started\":1700000000,\
+             \"command\":\"vmkeep backup\",\"pid\":42,\"host\":\"h\"}}"
+        );
+        let extra = format!(
+            "{{\"host\":\"h\",\"pid\":42,\"command\":\"vmkeep backup\",\"mode\":\"shared\",\
+             \"started\":1700000000,\"refreshed\":1700000100,\"parent\":\"{p}\",\
+             \"future\":{{\"nested\":[1,{{\"pid\":2}}]}},\"pid_of_parent\":7}}"
+        );
+        for (what, text) in [
+            ("spaces", spaced),
+            ("pretty", pretty),
+            ("reordered", reordered),
+            ("extra", extra),
+        ] {
+            assert_eq!(
+                LockInfo::decode("abc", text.as_bytes()),
+                Ok(want.clone()),
+                "{what}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn torn_garbage_and_mistyped_files_are_unreadable() {
+        let line = sample().encode();
+        let torn = &line[..line.len() / 2];
+        let mistyped = String::from_utf8(line.clone())
+            .unwrap()
+            .replace("\"pid\":42", "\"pid\":\"42\"");
+        let bad_mode = String::from_utf8(line.clone())
+            .unwrap()
+            .replace("shared", "sharde");
+        let bad_parent = String::from_utf8(line.clone())
+            .unwrap()
+            .replace("null", "\"abc\"");
+        let no_parent = String::from_utf8(line.clone())
+            .unwrap()
+            .replace(",\"parent\":null", "");
+        for (what, b) in [
+            ("torn", torn),
+            ("empty", &b""[..]),
+            ("garbage", &b"\x00\xff not json"[..]),
+            ("mistyped", mistyped.as_bytes()),
+            ("bad mode", bad_mode.as_bytes()),
+            ("bad parent", bad_parent.as_bytes()),
+            ("no parent", no_parent.as_bytes()),
+        ] {
+            assert!(LockInfo::decode("abc", b).is_err(), "{what} parsed");
+        }
     }
 
     #[test]
@@ -318,5 +487,56 @@ mod tests {
         assert!(Gc.conflicts(Gc));
         assert!(Exclusive.conflicts(Shared));
         assert!(Shared.conflicts(Exclusive));
+    }
+
+    #[test]
+    fn an_unreadable_lock_blocks_for_stale_after_then_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let b: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
+        let line = sample().encode();
+        b.put(
+            "locks/0123456789abcdef",
+            &line[..line.len() / 2],
+            Durability::Immediate,
+        )
+        .unwrap();
+
+        // Young: it blocks, and the error names the file.
+        let e = Lock::acquire(b.clone(), Mode::Shared, "vmkeep backup", None)
+            .err()
+            .expect("a young unreadable lock blocks");
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Locked { .. }), "{msg}");
+        for n in [
+            "locks/0123456789abcdef",
+            "unreadable",
+            "ago",
+            "unlock --all",
+        ] {
+            assert!(msg.contains(n), "{n:?} not in {msg}");
+        }
+        let done = unlock(b.as_ref(), false).unwrap();
+        assert!(done.removed.is_empty(), "{done:?}");
+        assert_eq!(done.live.len(), 1, "{done:?}");
+        assert!(b.exists("locks/0123456789abcdef").unwrap());
+
+        // 31 minutes old: stale.
+        let f = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("locks/0123456789abcdef"))
+            .unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(31 * 60))
+            .unwrap();
+        drop(f);
+        let held = Lock::acquire(b.clone(), Mode::Shared, "vmkeep backup", None)
+            .expect("a stale unreadable lock does not block");
+        let done = unlock(b.as_ref(), false).unwrap();
+        assert_eq!(done.removed.len(), 1, "{done:?}");
+        assert_eq!(done.removed[0].name, "0123456789abcdef");
+        assert!(done.removed[0].unreadable.is_some());
+        // The holder of `held` is this process: live, kept.
+        assert_eq!(done.live.len(), 1, "{done:?}");
+        assert_eq!(done.live[0].name, held.name());
+        assert!(!b.exists("locks/0123456789abcdef").unwrap());
     }
 }

@@ -17,6 +17,7 @@ use vmkeep_format::manifest::{Manifest, ManifestPage};
 use vmkeep_format::{FormatError, MasterKey, ObjectId};
 
 use crate::backend::{Backend, Durability};
+use crate::host::now_unix;
 use crate::{Error, Result};
 
 /// Per-thread read state: a buffer for stored bytes and a zstd context,
@@ -110,13 +111,6 @@ pub fn committed_ns(g: &Generation) -> u128 {
         .iter()
         .find(|(k, _)| k == META_COMMITTED_NS)
         .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
-        .unwrap_or(0)
-}
-
-pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
 

@@ -98,7 +98,7 @@ pub fn open_at(path: &Path, stop: &AtomicBool) -> Result<RocksIndex> {
         Ok(i) => Ok(i),
         Err(Error::Index { msg, .. }) if existed && !msg.contains("in use") => {
             // Damaged: keep it for inspection, start afresh.
-            let aside = path.with_extension(format!("damaged-{}", crate::repo::now_unix()));
+            let aside = path.with_extension(format!("damaged-{}", crate::host::now_unix()));
             std::fs::rename(path, &aside).map_err(|e| Error::Index {
                 path: path.to_path_buf(),
                 msg: format!("damaged ({msg}) and cannot be moved aside: {e}"),
