@@ -139,6 +139,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 E::RepoMissing(_) | E::NotARepo(_) | E::RepoFormat { .. } => 4,
                 E::ChunkBad { .. } | E::Object { .. } | E::ObjectMissing { .. } => 5,
                 E::StorageFull { .. } => 7,
+                E::TargetWrite { error, .. } if error.kind() == std::io::ErrorKind::StorageFull => {
+                    7
+                }
                 E::Locked { .. } => 6,
                 _ => 1,
             };
