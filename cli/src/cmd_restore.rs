@@ -1,5 +1,6 @@
 //! `vmkeep restore GEN`: one disk of a generation to a raw file, a block
-//! device, or a disk through VDDK.
+//! device, or a disk through VDDK. A failed restore's error says what it
+//! left in the target (a file: nothing; a device or disk: partial content).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -84,7 +85,10 @@ pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
         target.as_mut(),
         a.threads.threads,
         progress.as_ref(),
-    )?;
+    )
+    // The target says what the failure left in it; the engine error stays
+    // in the chain for the exit code.
+    .with_context(|| format!("restore failed: {}", target.failure_note()))?;
     let secs = t0.elapsed().as_secs_f64();
     if g.json {
         println!(

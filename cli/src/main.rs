@@ -159,6 +159,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 | E::ObjectMissing { .. }
                 | E::GenerationDamaged { .. } => exit::DAMAGED,
                 E::StorageFull { .. } => exit::NO_SPACE,
+                E::TargetWrite { error, .. } if error.kind() == std::io::ErrorKind::StorageFull => {
+                    exit::NO_SPACE
+                }
                 E::Locked { .. } => exit::LOCKED,
                 _ => exit::FAILURE,
             };

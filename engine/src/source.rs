@@ -1,14 +1,15 @@
 //! Disk sources: what the backup pipeline reads. A source has a capacity in
 //! bytes, reads exact ranges, and may know which ranges are allocated.
 //!
-//! [`ImageSource`] reads a raw image file or block device; the VDDK source
-//! (in [`crate::vddk`]) reads a virtual disk through libvixDiskLib. The
-//! pipeline owns a source on one reader thread: implementations need `Send`
+//! [`ImageSource`] reads a raw image file or block device and refuses
+//! anything else (a FIFO, a character device, a directory, a socket)
+//! without ever blocking on it; the VDDK source (in [`crate::vddk`]) reads
+//! a virtual disk through libvixDiskLib. The pipeline owns a source on one reader thread: implementations need `Send`
 //! but never see concurrent calls.
 
-use std::fs::File;
+use std::fs::{File, FileType, OpenOptions};
 use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
@@ -55,20 +56,31 @@ pub struct ImageSource {
 impl ImageSource {
     /// Opens `path` read-only. With `sparse`, holes of a regular file
     /// (SEEK_DATA/SEEK_HOLE) are reported as unallocated.
+    ///
+    /// Anything but a regular file or a block device is refused before it
+    /// is opened (opening a FIFO would wait for a writer forever). The open
+    /// is non-blocking and the opened file is checked again, so a path
+    /// swapped for a FIFO in between cannot hang it either.
     pub fn open(path: &Path, sparse: bool) -> Result<Self> {
         let inv = |msg: String| Error::SourceInvalid {
             source_name: path.display().to_string(),
             msg,
         };
-        let file = File::open(path).map_err(|e| inv(format!("cannot open: {e}")))?;
+        // Follows symlinks: /dev/disk/by-id/... name block devices that way.
+        let meta = std::fs::metadata(path).map_err(|e| inv(format!("cannot open: {e}")))?;
+        check_kind(meta.file_type()).map_err(inv)?;
+        // O_NONBLOCK has no effect on regular files and block devices.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(path)
+            .map_err(|e| inv(format!("cannot open: {e}")))?;
         let meta = file
             .metadata()
             .map_err(|e| inv(format!("cannot stat: {e}")))?;
         let ft = meta.file_type();
+        check_kind(ft).map_err(inv)?;
         let is_dev = ft.is_block_device();
-        if !ft.is_file() && !is_dev {
-            return Err(inv("is neither a regular file nor a block device".into()));
-        }
         let capacity = if is_dev {
             (&file)
                 .seek(SeekFrom::End(0))
@@ -110,6 +122,27 @@ impl ImageSource {
             self.will_need(e.offset, e.length);
         }
     }
+}
+
+/// Accepts a regular file or a block device; otherwise says what it is.
+fn check_kind(ft: FileType) -> std::result::Result<(), String> {
+    if ft.is_file() || ft.is_block_device() {
+        return Ok(());
+    }
+    let what = if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "of an unknown kind"
+    };
+    Err(format!(
+        "is {what}, neither a regular file nor a block device (an image must be one of those)"
+    ))
 }
 
 /// `ranges` (sorted) widened to whole `granule`s (a backup reads whole
@@ -249,6 +282,48 @@ mod tests {
             u64::MAX,
         );
         assert_eq!(got, vec![ext(0, 1024), ext(4096, 1024)]);
+    }
+
+    /// The error of opening `p`, which must fail.
+    fn open_err(p: &Path) -> String {
+        match ImageSource::open(p, true) {
+            Ok(_) => panic!("{} was accepted", p.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn anything_but_a_file_or_block_device_is_refused_without_blocking() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        // A symlink to the FIFO is followed, and still refused.
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&fifo, &link).unwrap();
+        let sock = d.path().join("sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        for (p, what) in [
+            (fifo.as_path(), "is a FIFO"),
+            (link.as_path(), "is a FIFO"),
+            (Path::new("/dev/zero"), "is a character device"),
+            (d.path(), "is a directory"),
+            (sock.as_path(), "is a socket"),
+        ] {
+            let e = open_err(p);
+            assert!(e.contains(what), "{e}");
+            assert!(e.contains(&p.display().to_string()), "{e}");
+            assert!(
+                e.contains("neither a regular file nor a block device"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

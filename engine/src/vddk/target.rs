@@ -4,7 +4,9 @@
 //!
 //! Invariant: a zero range is written only where the disk does not already
 //! read as zeros (unallocated per QueryAllocatedBlocks, or read back and
-//! found zero), so thin disks stay thin.
+//! found zero), so thin disks stay thin. A disk is written in place: once
+//! writing started, a failed restore leaves it partial, and
+//! [`DiskTarget::failure_note`] says so.
 
 use std::path::Path;
 
@@ -22,6 +24,8 @@ pub struct VddkTarget {
     _access: AccessGuard,
     zeros: Vec<u8>,
     scratch: Vec<u8>,
+    /// A write (data or zeros) was tried: the disk is no longer what it was.
+    written: bool,
 }
 
 impl VddkTarget {
@@ -41,6 +45,7 @@ impl VddkTarget {
             _access: access,
             zeros: Vec::new(),
             scratch: Vec::new(),
+            written: false,
         })
     }
 
@@ -95,10 +100,12 @@ impl DiskTarget for VddkTarget {
     }
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.written = true;
         Ok(self.disk.write_at(offset, data)?)
     }
 
     fn write_zeros(&mut self, offset: u64, len: u64) -> Result<()> {
+        self.written = true;
         match self.disk.allocated(offset, len)? {
             None => self.zero_allocated(offset, len),
             Some(extents) => {
@@ -112,5 +119,16 @@ impl DiskTarget for VddkTarget {
 
     fn finish(&mut self) -> Result<()> {
         Ok(self.disk.flush()?)
+    }
+
+    fn failure_note(&self) -> String {
+        if self.written {
+            format!(
+                "the content of {} is now partial, neither its old content nor the generation's",
+                self.describe()
+            )
+        } else {
+            format!("{} was not written", self.describe())
+        }
     }
 }
