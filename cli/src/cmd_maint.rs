@@ -272,18 +272,42 @@ pub fn gc(g: &Global) -> anyhow::Result<()> {
     let lock = context::lock(&repo, vmkeep_engine::lock::Mode::Gc, None)?;
     let idx = context::open_index(g, &repo)?;
     let r = vmkeep_engine::gc::gc(&repo, Some(&idx), &lock.name())?;
+    // Damage does not stop gc, but what it keeps must not go unnoticed.
+    for u in &r.unreadable {
+        eprintln!("vmkeep: warning: {u}");
+    }
+    let recent = (r.kept_recent > 0).then(|| {
+        format!(
+            "{} unreferenced objects ({}) are newer than the cut-off {} ({}) and stay until a later gc",
+            r.kept_recent,
+            size(r.kept_recent_bytes),
+            time(r.cutoff, 0),
+            r.cutoff_reason()
+        )
+    });
     if g.json {
         println!(
             "{}",
             json!({"generations": r.generations, "referenced_chunks": r.referenced_chunks,
                    "trashed": r.trashed, "trashed_bytes": r.trashed_bytes, "deleted": r.deleted,
-                   "freed_bytes": r.deleted_bytes, "restored": r.restored, "pending_batches": r.pending_batches})
+                   "freed_bytes": r.deleted_bytes, "restored": r.restored, "pending_batches": r.pending_batches,
+                   "unreadable": r.unreadable.iter().map(|u| json!({
+                       "type": u.ty.name(), "id": u.id.to_hex(), "reason": u.reason, "message": u.to_string(),
+                   })).collect::<Vec<_>>(),
+                   "kept_recent": r.kept_recent, "kept_recent_bytes": r.kept_recent_bytes,
+                   "cutoff": r.cutoff, "cutoff_time": time(r.cutoff, 0), "clock_margin": r.margin,
+                   "cutoff_reason": r.cutoff_reason(),
+                   "cutoff_lock": r.cutoff_lock.as_ref().map(|l| l.describe()),
+                   "kept_recent_message": recent})
         );
     } else {
         println!(
             "{} generations reference {} chunks; moved {} unreferenced objects ({}) to the trash; deleted {} ({} freed); put back {}",
             r.generations, r.referenced_chunks, r.trashed, size(r.trashed_bytes), r.deleted, size(r.deleted_bytes), r.restored
         );
+        if let Some(m) = &recent {
+            println!("{m}");
+        }
         if !r.pending_batches.is_empty() {
             println!(
                 "{} trash batches wait for running backups to finish; the next gc empties them",

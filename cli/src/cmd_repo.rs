@@ -214,6 +214,27 @@ pub fn stats(g: &Global) -> anyhow::Result<()> {
     let repo = context::open_repo(g)?;
     let idx = context::open_index(g, &repo)?;
     let s = vmkeep_engine::stats::repo_stats(&repo, &idx)?;
+    // The figures go on without what cannot be read; say so every time.
+    for u in &s.damaged_generations {
+        eprintln!(
+            "vmkeep: warning: generation {} cannot be read ({}): left out of these figures (its chunks count as garbage here, but gc keeps them until it is forgotten)",
+            u.id.short(),
+            u.reason
+        );
+    }
+    for u in &s.damaged_objects {
+        eprintln!(
+            "vmkeep: warning: {} {} cannot be read ({}): the chunks it names are left out of these figures",
+            u.ty.name(),
+            u.id.short(),
+            u.reason
+        );
+    }
+    let unreadable = |l: &[vmkeep_engine::gc::Unreadable]| {
+        l.iter()
+            .map(|u| json!({"type": u.ty.name(), "id": u.id.to_hex(), "reason": u.reason}))
+            .collect::<Vec<_>>()
+    };
     if g.json {
         println!(
             "{}",
@@ -221,18 +242,35 @@ pub fn stats(g: &Global) -> anyhow::Result<()> {
                 "generations": s.generations, "logical_bytes": s.logical_bytes,
                 "data_bytes": s.data_bytes, "chunks": s.chunks, "unique_bytes": s.unique_bytes,
                 "stored_bytes": s.stored_bytes, "page_bytes": s.page_bytes,
+                "garbage_chunks": s.garbage_chunks, "garbage_stored_bytes": s.garbage_stored_bytes,
+                "garbage_pages": s.garbage_pages, "garbage_page_bytes": s.garbage_page_bytes,
+                "unindexed_chunks": s.unindexed_chunks,
                 "dedup_ratio": s.dedup_ratio, "compression_ratio": s.compression_ratio,
+                "damaged_generation_count": s.damaged_generations.len(),
+                "damaged_generations": unreadable(&s.damaged_generations),
+                "damaged_objects": unreadable(&s.damaged_objects),
             })
         );
     } else {
         println!("generations:        {}", s.generations);
+        if !s.damaged_generations.is_empty() {
+            println!(
+                "damaged generations: {} (left out of every figure): {}",
+                s.damaged_generations.len(),
+                s.damaged_generations
+                    .iter()
+                    .map(|u| u.id.short())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         println!(
             "logical size:       {} (disk capacities)",
             size(s.logical_bytes)
         );
         println!("data in generations:{:>1} {}", "", size(s.data_bytes));
         println!(
-            "unique chunks:      {} ({})",
+            "referenced chunks:  {} ({})",
             s.chunks,
             size(s.unique_bytes)
         );
@@ -241,8 +279,33 @@ pub fn stats(g: &Global) -> anyhow::Result<()> {
             size(s.stored_bytes),
             size(s.page_bytes)
         );
-        println!("dedup ratio:        {:.2}x", s.dedup_ratio);
-        println!("compression ratio:  {:.2}x", s.compression_ratio);
+        println!(
+            "garbage:            {} chunks ({} stored) and {} manifest pages ({}) referenced by no {}",
+            s.garbage_chunks,
+            size(s.garbage_stored_bytes),
+            s.garbage_pages,
+            size(s.garbage_page_bytes),
+            if s.damaged_generations.is_empty() {
+                "generation, awaiting `vmkeep gc`"
+            } else {
+                // gc keeps what any manifest names while a generation is unreadable.
+                "readable generation (while a generation is damaged, gc keeps every chunk a manifest names)"
+            }
+        );
+        if s.unindexed_chunks > 0 {
+            println!(
+                "not in the index:   {} referenced chunks (left out of the sizes; `vmkeep index rebuild` adds them)",
+                s.unindexed_chunks
+            );
+        }
+        println!(
+            "dedup ratio:        {:.2}x (over referenced chunks)",
+            s.dedup_ratio
+        );
+        println!(
+            "compression ratio:  {:.2}x (over referenced chunks)",
+            s.compression_ratio
+        );
     }
     Ok(())
 }

@@ -1,12 +1,12 @@
-//! Garbage collection: two-phase, safe while backups run (SPEC.md §13).
+//! Garbage collection: two-phase, safe while backups run (SPEC.md §13.4).
 //!
 //! Phase 1 (*trash*), under a `gc` lock: note the start time T; take the
-//! cut-off C = min(T, start of the oldest live backup lock) − 60 s; mark
+//! cut-off C = min(T, start of the oldest live shared lock) − 60 s; mark
 //! every chunk, page and manifest that a generation references; move every
 //! unmarked object last modified before C to `trash/<T>/<path>` (recorded
 //! in `trashlog/<T>`, which holds the end time E of the sweep) and drop it
 //! from the index. Objects written or touched by running backups are newer
-//! than C and stay.
+//! than C and stay; the report counts the unreferenced ones kept so.
 //!
 //! Phase 2 (*empty*), for a batch T, once every backup whose lock existed
 //! at E has finished (at once when none did): mark again with every
@@ -17,22 +17,36 @@
 //! missing (its touch fails) and stores it again. Readers look in the trash
 //! when an object is missing (`Repository::get_object`).
 //!
+//! Unreadable objects ([`Unreadable`]): a generation, manifest or page that
+//! exists but cannot be read (checksum, decryption, decoding), or a manifest
+//! or page that is named but missing, names objects no one can know.
+//! Invariant: gc never deletes what such an object might name. So the level
+//! below it has *unknown* marks: an unreadable generation makes every
+//! manifest (in place and in the trash) a root, an unreadable manifest every
+//! page, an unreadable page every chunk live. A type with unknown marks is
+//! not swept, and phase 2 puts back every trashed object of that type. A
+//! generation listed but gone when loaded was forgotten meanwhile and is
+//! skipped. Damage never stops gc; only storage errors do.
+//!
 //! Memory: one set of 8-byte id prefixes per object type (a prefix
 //! collision only keeps garbage, never deletes data: at ten million chunks
 //! the chance that any garbage chunk shares a prefix with a live one is
 //! about 3 in a million), so about 10–20 bytes per referenced chunk, 30 while
-//! the set grows; sweeps list one fan-out directory (`chunks/ab`) at a time,
-//! so the list of candidates is 1/256 of the garbage.
+//! the set grows; manifests and pages read are also remembered by full id
+//! (one per 1024 chunks at most), so two sharing a prefix are both read.
+//! Sweeps list one fan-out directory (`chunks/ab`) at a time, so the list
+//! of candidates is 1/256 of the garbage.
 
 use std::collections::HashSet;
 
 use vmkeep_format::blob::BlobType;
+use vmkeep_format::generation::Generation;
 use vmkeep_format::ObjectId;
 
 use crate::backend::{list_names, Backend, Durability};
 use crate::host::now_unix;
 use crate::index::Index;
-use crate::lock::{self, Mode};
+use crate::lock::{self, LockInfo, Mode};
 use crate::repo::{id_from_path, object_dir, Repository};
 use crate::{Error, Result};
 
@@ -54,11 +68,93 @@ pub struct GcReport {
     pub restored: u64,
     /// Trash batches left for a later run because backups still hold them.
     pub pending_batches: Vec<String>,
+    /// Objects whose references could not be read, each once; see
+    /// [`Unreadable`] for what each keeps.
+    pub unreadable: Vec<Unreadable>,
+    /// Unreferenced objects left in place because they are not older than
+    /// the cut-off, and their stored bytes.
+    pub kept_recent: u64,
+    pub kept_recent_bytes: u64,
+    /// The cut-off C (Unix seconds): only objects modified before it go.
+    pub cutoff: i64,
+    /// The clock margin (seconds) C lies before its reference time.
+    pub margin: i64,
+    /// The live shared lock whose start C was taken from, when it started
+    /// before this run; `None` when C is the run's start less the margin.
+    pub cutoff_lock: Option<LockInfo>,
 }
 
+impl GcReport {
+    /// Why the cut-off is where it is, for messages.
+    pub fn cutoff_reason(&self) -> String {
+        match &self.cutoff_lock {
+            None => format!("{} s clock margin", self.margin),
+            Some(l) => format!(
+                "{} s clock margin before the start of the oldest live {}",
+                self.margin,
+                l.describe()
+            ),
+        }
+    }
+
+    fn note(&mut self, found: Vec<Unreadable>) {
+        for u in found {
+            if !self.unreadable.contains(&u) {
+                self.unreadable.push(u);
+            }
+        }
+    }
+}
+
+/// A generation, manifest or manifest page that could not be read (or, for
+/// a manifest or page, is named but missing): the objects it names are
+/// unknown, so every object of the type below it is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    /// [`BlobType::Generation`], [`BlobType::Manifest`] or
+    /// [`BlobType::ManifestPage`].
+    pub ty: BlobType,
+    pub id: ObjectId,
+    /// The checksum, decryption or decoding error, or "missing".
+    pub reason: String,
+}
+
+impl Unreadable {
+    /// What gc keeps because of it, and how to collect that.
+    pub fn consequence(&self) -> String {
+        let verify = "`vmkeep verify` names the generations that use it; forget them (or put back an intact copy of the file) to collect them";
+        match self.ty {
+            BlobType::Generation => format!(
+                "its references are unknown, so every manifest is kept; forget it by id (`vmkeep forget {}`) to collect them",
+                self.id.to_hex()
+            ),
+            BlobType::Manifest => {
+                format!("the pages it names are unknown, so every manifest page is kept; {verify}")
+            }
+            _ => format!("the chunks it names are unknown, so no chunk is collected; {verify}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} cannot be read ({}): {}",
+            self.ty.name(),
+            self.id.short(),
+            self.reason,
+            self.consequence()
+        )
+    }
+}
+
+/// Mark sets, one per swept type, of 8-byte id prefixes. Invariant: when
+/// `unknown` is set for a type, every object of that type counts as live.
 #[derive(Default)]
-struct Marks {
+pub(crate) struct Marks {
     sets: [HashSet<u64>; 3],
+    unknown: [bool; 3],
 }
 
 fn slot(ty: BlobType) -> usize {
@@ -69,7 +165,7 @@ fn slot(ty: BlobType) -> usize {
     }
 }
 
-fn prefix(id: &ObjectId) -> u64 {
+pub(crate) fn prefix(id: &ObjectId) -> u64 {
     u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes"))
 }
 
@@ -90,54 +186,160 @@ impl Marks {
     fn add(&mut self, ty: BlobType, id: &ObjectId) {
         self.sets[slot(ty)].insert(prefix(id));
     }
-    fn has(&self, ty: BlobType, id: &ObjectId) -> bool {
-        self.sets[slot(ty)].contains(&prefix(id))
+    /// True when an object of `ty` must stay: marked, or its type's marks
+    /// are unknown.
+    pub(crate) fn live(&self, ty: BlobType, id: &ObjectId) -> bool {
+        self.unknown(ty) || self.sets[slot(ty)].contains(&prefix(id))
+    }
+    /// True when an unreadable object may name any object of `ty`.
+    pub(crate) fn unknown(&self, ty: BlobType) -> bool {
+        self.unknown[slot(ty)]
+    }
+    /// Prefixes of the marked objects of `ty`.
+    pub(crate) fn set(&self, ty: BlobType) -> &HashSet<u64> {
+        &self.sets[slot(ty)]
     }
 }
 
-/// Marks everything the current generations reference. An unreadable
-/// generation, manifest or page aborts the run: deleting on incomplete
-/// marks could destroy data a damaged document would have protected. A
+/// What to do when an object's references cannot be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnUnreadable {
+    /// gc: every object of the level below becomes a root (or, for chunks,
+    /// live), so nothing it might name is deleted.
+    KeepAll,
+    /// stats: leave it out and report it.
+    LeaveOut,
+}
+
+/// The outcome of a mark pass.
+#[derive(Default)]
+pub(crate) struct Marked {
+    pub marks: Marks,
+    /// Generations read and marked.
+    pub generations: u64,
+    pub unreadable: Vec<Unreadable>,
+    /// Manifests and pages read, by full id: two of them sharing a prefix
+    /// must both be read, or what the second names would go unmarked.
+    /// Cheap: a page covers 1024 chunks.
+    visited: HashSet<(BlobType, ObjectId)>,
+}
+
+/// Marks everything the current generations reference (SPEC.md §13.4). A
 /// generation listed but gone when loaded was forgotten meanwhile (`forget`
-/// runs beside gc): it is skipped, as if listed a moment later.
-fn mark(repo: &Repository) -> Result<(Marks, u64)> {
-    let mut m = Marks::default();
-    let ids = repo.generation_ids()?;
-    let mut marked = 0;
-    for gid in &ids {
-        let g = match repo.load_generation(gid) {
+/// runs beside gc): it is skipped, as if listed a moment later. Unreadable
+/// objects are reported and handled as `on` says; only storage errors fail.
+/// `seen` is called with every generation read.
+pub(crate) fn mark(
+    repo: &Repository,
+    on: OnUnreadable,
+    seen: &mut dyn FnMut(&Generation),
+) -> Result<Marked> {
+    let mut w = Marked::default();
+    for gid in repo.generation_ids()? {
+        let g = match repo.load_generation(&gid) {
             Ok(g) => g,
             Err(Error::ObjectMissing { .. }) => continue,
-            Err(e) => return Err(gc_refuses(format!("generation {}: {e}", gid.short()))),
-        };
-        marked += 1;
-        for d in &g.disks {
-            if m.has(BlobType::Manifest, &d.manifest) {
+            Err(e) => {
+                w.unreadable(BlobType::Generation, &gid, e)?;
                 continue;
             }
-            m.add(BlobType::Manifest, &d.manifest);
-            let man = repo
-                .load_manifest(&d.manifest)
-                .map_err(|e| gc_refuses(e.to_string()))?;
-            for pid in &man.pages {
-                if m.has(BlobType::ManifestPage, pid) {
-                    continue;
-                }
-                m.add(BlobType::ManifestPage, pid);
-                let page = repo.load_page(pid).map_err(|e| gc_refuses(e.to_string()))?;
-                for c in page.entries.iter().filter(|c| !c.is_zero()) {
-                    m.add(BlobType::Chunk, c);
+        };
+        w.generations += 1;
+        seen(&g);
+        for d in &g.disks {
+            w.manifest(repo, &d.manifest)?;
+        }
+    }
+    if on == OnUnreadable::LeaveOut
+        || !(w.marks.unknown(BlobType::Manifest) || w.marks.unknown(BlobType::ManifestPage))
+    {
+        return Ok(w);
+    }
+    // Roots for unknown levels: every object of the type, in its place and
+    // in every trash batch (phase 2 may put those back). Unknown manifests
+    // go first: reading them can make the pages unknown too.
+    let batches = list_names(repo.backend().as_ref(), "trashlog")?;
+    for ty in [BlobType::Manifest, BlobType::ManifestPage] {
+        if !w.marks.unknown(ty) {
+            continue;
+        }
+        let dirs = shards(ty).into_iter().chain(
+            batches
+                .iter()
+                .map(|t| format!("trash/{t}/{}", object_dir(ty))),
+        );
+        for dir in dirs {
+            let mut ids = Vec::new();
+            repo.backend().list(&dir, &mut |p| {
+                ids.extend(id_from_path(p));
+                Ok(())
+            })?;
+            for id in ids {
+                if ty == BlobType::Manifest {
+                    w.manifest(repo, &id)?;
+                } else {
+                    w.page(repo, &id)?;
                 }
             }
         }
     }
-    Ok((m, marked))
+    Ok(w)
 }
 
-fn gc_refuses(what: String) -> Error {
-    Error::Invalid(format!(
-        "garbage collection stopped, nothing deleted: {what} (run `vmkeep verify` and repair or forget it first)"
-    ))
+impl Marked {
+    fn manifest(&mut self, repo: &Repository, id: &ObjectId) -> Result<()> {
+        if !self.visited.insert((BlobType::Manifest, *id)) {
+            return Ok(());
+        }
+        self.marks.add(BlobType::Manifest, id);
+        match repo.load_manifest(id) {
+            Ok(man) => {
+                for pid in &man.pages {
+                    self.page(repo, pid)?;
+                }
+                Ok(())
+            }
+            Err(e) => self.unreadable(BlobType::Manifest, id, e),
+        }
+    }
+
+    fn page(&mut self, repo: &Repository, id: &ObjectId) -> Result<()> {
+        if !self.visited.insert((BlobType::ManifestPage, *id)) {
+            return Ok(());
+        }
+        self.marks.add(BlobType::ManifestPage, id);
+        match repo.load_page(id) {
+            Ok(page) => {
+                for c in page.entries.iter().filter(|c| !c.is_zero()) {
+                    self.marks.add(BlobType::Chunk, c);
+                }
+                Ok(())
+            }
+            Err(e) => self.unreadable(BlobType::ManifestPage, id, e),
+        }
+    }
+
+    /// Records that `id` of `ty` cannot be read and makes the type below
+    /// it unknown; an error other than damage or absence is returned.
+    fn unreadable(&mut self, ty: BlobType, id: &ObjectId, e: Error) -> Result<()> {
+        let reason = match e {
+            Error::Object { source, .. } => source.to_string(),
+            Error::ObjectMissing { .. } => "missing".to_string(),
+            e => return Err(e),
+        };
+        let below = match ty {
+            BlobType::Generation => BlobType::Manifest,
+            BlobType::Manifest => BlobType::ManifestPage,
+            _ => BlobType::Chunk,
+        };
+        self.marks.unknown[slot(below)] = true;
+        self.unreadable.push(Unreadable {
+            ty,
+            id: *id,
+            reason,
+        });
+        Ok(())
+    }
 }
 
 /// Runs garbage collection. `own_lock` is the name of the caller's gc lock.
@@ -154,7 +356,6 @@ pub fn gc_with_margin(
 ) -> Result<GcReport> {
     let b = repo.backend();
     let t0 = now_unix();
-    let mut report = GcReport::default();
     let backups = |b: &dyn crate::backend::Backend| -> Result<Vec<lock::LockInfo>> {
         Ok(lock::live_others(b, Some(own_lock))?
             .into_iter()
@@ -162,20 +363,38 @@ pub fn gc_with_margin(
             .collect())
     };
     let live = backups(b.as_ref())?;
-    let cutoff = live.iter().map(|l| l.started).min().unwrap_or(t0).min(t0) - margin;
-    let (marks, ngens) = mark(repo)?;
-    report.generations = ngens;
-    report.referenced_chunks = marks.sets[0].len() as u64;
+    let oldest = live
+        .iter()
+        .filter(|l| l.started < t0)
+        .min_by_key(|l| l.started)
+        .cloned();
+    let mut report = GcReport {
+        cutoff: oldest.as_ref().map_or(t0, |l| l.started) - margin,
+        margin,
+        cutoff_lock: oldest,
+        ..GcReport::default()
+    };
+    let cutoff = report.cutoff;
+    let Marked {
+        marks,
+        generations,
+        unreadable,
+        ..
+    } = mark(repo, OnUnreadable::KeepAll, &mut |_| {})?;
+    report.generations = generations;
+    report.referenced_chunks = marks.set(BlobType::Chunk).len() as u64;
+    report.note(unreadable);
 
-    // Phase 1: move unreferenced old objects to the trash.
+    // Phase 1: move unreferenced old objects to the trash. A type whose
+    // marks are unknown is not swept at all.
     let batch = format!("{t0}");
     let mut log_written = false;
-    for ty in SWEPT {
+    for ty in SWEPT.into_iter().filter(|ty| !marks.unknown(*ty)) {
         for shard in shards(ty) {
             let mut victims = Vec::new();
             b.list(&shard, &mut |p| {
                 if let Some(id) = id_from_path(p) {
-                    if !marks.has(ty, &id) {
+                    if !marks.live(ty, &id) {
                         victims.push((p.to_string(), id));
                     }
                 }
@@ -184,7 +403,12 @@ pub fn gc_with_margin(
             for (p, id) in victims {
                 let size = match b.stat(&p)? {
                     Some(st) if st.modified < cutoff => st.size,
-                    _ => continue,
+                    Some(st) => {
+                        report.kept_recent += 1;
+                        report.kept_recent_bytes += st.size;
+                        continue;
+                    }
+                    None => continue,
                 };
                 if !log_written {
                     b.put(
@@ -239,7 +463,12 @@ pub fn gc_with_margin(
     if ready.is_empty() {
         return Ok(report);
     }
-    let (marks, _) = mark(repo)?;
+    // Marked afresh: the generations committed since, and damage found
+    // since, count. Unknown marks put back every trashed object of the type.
+    let Marked {
+        marks, unreadable, ..
+    } = mark(repo, OnUnreadable::KeepAll, &mut |_| {})?;
+    report.note(unreadable);
     for name in ready {
         let top = format!("trash/{name}/");
         for ty in SWEPT {
@@ -251,7 +480,7 @@ pub fn gc_with_margin(
                 })?;
                 for p in items {
                     let orig = &p[top.len()..];
-                    if id_from_path(orig).is_some_and(|id| marks.has(ty, &id)) {
+                    if id_from_path(orig).is_some_and(|id| marks.live(ty, &id)) {
                         b.rename(&p, orig, Durability::Deferred)?;
                         report.restored += 1;
                     } else {
