@@ -252,9 +252,9 @@ pub fn protect(g: &Global, a: &ProtectArgs) -> anyhow::Result<()> {
     let (id, _) = repo.resolve_generation(&a.generation)?;
     repo.set_protected(&id, !a.remove)?;
     if g.json {
-        println!("{}", json!({"id": id.to_hex(), "protected": !a.remove}));
+        outln!("{}", json!({"id": id.to_hex(), "protected": !a.remove}))?;
     } else {
-        println!(
+        outln!(
             "generation {} is {}",
             id.short(),
             if a.remove {
@@ -262,7 +262,7 @@ pub fn protect(g: &Global, a: &ProtectArgs) -> anyhow::Result<()> {
             } else {
                 "protected"
             }
-        );
+        )?;
     }
     Ok(())
 }
@@ -286,7 +286,7 @@ pub fn gc(g: &Global) -> anyhow::Result<()> {
         )
     });
     if g.json {
-        println!(
+        outln!(
             "{}",
             json!({"generations": r.generations, "referenced_chunks": r.referenced_chunks,
                    "trashed": r.trashed, "trashed_bytes": r.trashed_bytes, "deleted": r.deleted,
@@ -299,20 +299,20 @@ pub fn gc(g: &Global) -> anyhow::Result<()> {
                    "cutoff_reason": r.cutoff_reason(),
                    "cutoff_lock": r.cutoff_lock.as_ref().map(|l| l.describe()),
                    "kept_recent_message": recent})
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "{} generations reference {} chunks; moved {} unreferenced objects ({}) to the trash; deleted {} ({} freed); put back {}",
             r.generations, r.referenced_chunks, r.trashed, size(r.trashed_bytes), r.deleted, size(r.deleted_bytes), r.restored
-        );
+        )?;
         if let Some(m) = &recent {
-            println!("{m}");
+            outln!("{m}")?;
         }
         if !r.pending_batches.is_empty() {
-            println!(
+            outln!(
                 "{} trash batches wait for running backups to finish; the next gc empties them",
                 r.pending_batches.len()
-            );
+            )?;
         }
     }
     Ok(())
@@ -338,14 +338,14 @@ pub fn unlock(g: &Global, a: &UnlockArgs) -> anyhow::Result<()> {
         ls.iter().map(|l| l.describe()).collect()
     };
     if g.json {
-        println!(
+        outln!(
             "{}",
             json!({"removed": describe(&done.removed), "live": describe(&done.live)})
-        );
+        )?;
         return Ok(());
     }
     for d in describe(&done.removed) {
-        println!("removed {d}");
+        outln!("removed {d}")?;
     }
     let n = done.live.len();
     if n > 0 {
@@ -360,12 +360,12 @@ pub fn unlock(g: &Global, a: &UnlockArgs) -> anyhow::Result<()> {
         } else {
             ""
         };
-        println!("{none}{n} live {lock} {remain}:");
+        outln!("{none}{n} live {lock} {remain}:")?;
         for d in describe(&done.live) {
-            println!("  {d}");
+            outln!("  {d}")?;
         }
     } else if done.removed.is_empty() {
-        println!("no stale locks");
+        outln!("no stale locks")?;
     }
     Ok(())
 }

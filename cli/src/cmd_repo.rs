@@ -100,13 +100,13 @@ pub fn init(g: &Global, a: &InitArgs) -> anyhow::Result<()> {
     };
     let repo = Repository::init(b, pw.as_deref(), &o)?;
     if g.json {
-        println!(
+        outln!(
             "{}",
             json!({"repository": repo.location(), "id": repo.config().id_hex(),
                    "encrypted": !a.no_encryption, "chunk_size": a.chunk_size})
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "created repository {} at {} ({}, chunk size {})",
             repo.config().id_hex(),
             repo.location(),
@@ -116,7 +116,7 @@ pub fn init(g: &Global, a: &InitArgs) -> anyhow::Result<()> {
                 "AES-256-GCM"
             },
             size(a.chunk_size as u64)
-        );
+        )?;
     }
     Ok(())
 }
@@ -236,7 +236,7 @@ pub fn stats(g: &Global) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
     };
     if g.json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "generations": s.generations, "logical_bytes": s.logical_bytes,
@@ -250,11 +250,11 @@ pub fn stats(g: &Global) -> anyhow::Result<()> {
                 "damaged_generations": unreadable(&s.damaged_generations),
                 "damaged_objects": unreadable(&s.damaged_objects),
             })
-        );
+        )?;
     } else {
-        println!("generations:        {}", s.generations);
+        outln!("generations:        {}", s.generations)?;
         if !s.damaged_generations.is_empty() {
-            println!(
+            outln!(
                 "damaged generations: {} (left out of every figure): {}",
                 s.damaged_generations.len(),
                 s.damaged_generations
@@ -262,24 +262,24 @@ pub fn stats(g: &Global) -> anyhow::Result<()> {
                     .map(|u| u.id.short())
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            )?;
         }
-        println!(
+        outln!(
             "logical size:       {} (disk capacities)",
             size(s.logical_bytes)
-        );
-        println!("data in generations:{:>1} {}", "", size(s.data_bytes));
-        println!(
+        )?;
+        outln!("data in generations:{:>1} {}", "", size(s.data_bytes))?;
+        outln!(
             "referenced chunks:  {} ({})",
             s.chunks,
             size(s.unique_bytes)
-        );
-        println!(
+        )?;
+        outln!(
             "stored size:        {} (+ {} manifest pages)",
             size(s.stored_bytes),
             size(s.page_bytes)
-        );
-        println!(
+        )?;
+        outln!(
             "garbage:            {} chunks ({} stored) and {} manifest pages ({}) referenced by no {}",
             s.garbage_chunks,
             size(s.garbage_stored_bytes),
@@ -291,21 +291,21 @@ pub fn stats(g: &Global) -> anyhow::Result<()> {
                 // gc keeps what any manifest names while a generation is unreadable.
                 "readable generation (while a generation is damaged, gc keeps every chunk a manifest names)"
             }
-        );
+        )?;
         if s.unindexed_chunks > 0 {
-            println!(
+            outln!(
                 "not in the index:   {} referenced chunks (left out of the sizes; `vmkeep index rebuild` adds them)",
                 s.unindexed_chunks
-            );
+            )?;
         }
-        println!(
+        outln!(
             "dedup ratio:        {:.2}x (over referenced chunks)",
             s.dedup_ratio
-        );
-        println!(
+        )?;
+        outln!(
             "compression ratio:  {:.2}x (over referenced chunks)",
             s.compression_ratio
-        );
+        )?;
     }
     Ok(())
 }
@@ -424,17 +424,18 @@ pub fn index(g: &Global, i: &IndexCmd) -> anyhow::Result<()> {
         })?;
     let r = vmkeep_engine::index::rebuild(&repo, &idx)?;
     if g.json {
-        println!(
+        outln!(
             "{}",
             json!({"chunks": r.chunks, "pages": r.pages, "damaged": r.damaged})
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "index rebuilt: {} chunks, {} manifest pages",
-            r.chunks, r.pages
-        );
+            r.chunks,
+            r.pages
+        )?;
         for d in &r.damaged {
-            println!("damaged (left out): {d}");
+            outln!("damaged (left out): {d}")?;
         }
     }
     Ok(())

@@ -10,6 +10,7 @@ use serde_json::json;
 use vmkeep_engine::restore::restore_disk;
 use vmkeep_engine::target::{DiskTarget, FileTarget};
 
+use crate::outln;
 use crate::output::size;
 use crate::{context, vddk_cmd, Global, Threads};
 
@@ -91,14 +92,14 @@ pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
     .with_context(|| format!("restore failed: {}", target.failure_note()))?;
     let secs = t0.elapsed().as_secs_f64();
     if g.json {
-        println!(
+        outln!(
             "{}",
             json!({"generation": gid.to_hex(), "disk": disk.name, "target": target.describe(),
                    "capacity": manifest.capacity, "data_bytes": st.data_bytes,
                    "zero_bytes": st.zero_bytes, "chunks": st.chunks, "seconds": secs})
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "restored generation {} disk {} to {}: {} ({} data, {} zeros) in {:.1}s ({}/s)",
             label,
             disk.name,
@@ -108,7 +109,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
             size(st.zero_bytes),
             secs,
             size((manifest.capacity as f64 / secs.max(1e-6)) as u64)
-        );
+        )?;
     }
     Ok(())
 }

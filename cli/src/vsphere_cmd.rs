@@ -18,6 +18,7 @@ use vmkeep_vsphere::{
     VmInfo, VmSelector,
 };
 
+use crate::outln;
 use crate::vcargs::VcArgs;
 
 /// `vmkeep vcenter`: the connection and a subcommand.
@@ -133,7 +134,7 @@ fn login(vc: &VcArgs) -> anyhow::Result<Client> {
 }
 
 fn print_json(v: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?)?;
     Ok(())
 }
 
@@ -199,20 +200,20 @@ fn check(vc: &VcArgs, json: bool) -> anyhow::Result<()> {
             "login_error": login_error,
         }))?;
     } else {
-        println!("server:        {}", c.url());
-        println!("product:       {} ({})", about.full_name, about.api_type);
-        println!("version:       {} build {}", about.version, about.build);
-        println!("API version:   {}", about.api_version);
+        outln!("server:        {}", c.url())?;
+        outln!("product:       {} ({})", about.full_name, about.api_type)?;
+        outln!("version:       {} build {}", about.version, about.build)?;
+        outln!("API version:   {}", about.api_version)?;
         match (&sha256, &sha1) {
             (Some(a), Some(b)) => {
-                println!("cert SHA-256:  {a}");
-                println!("cert SHA-1:    {b}  (VDDK thumbprint)");
+                outln!("cert SHA-256:  {a}")?;
+                outln!("cert SHA-1:    {b}  (VDDK thumbprint)")?;
             }
-            _ => println!("certificate:   none (plain http)"),
+            _ => outln!("certificate:   none (plain http)")?,
         }
         match (&login_user, &login_error) {
-            (Some(u), _) => println!("login:         ok as {u}"),
-            (_, Some(e)) => println!("login:         FAILED: {e}"),
+            (Some(u), _) => outln!("login:         ok as {u}")?,
+            (_, Some(e)) => outln!("login:         FAILED: {e}")?,
             _ => {}
         }
     }
@@ -247,7 +248,7 @@ pub fn run_vm(cmd: &VmCmd, vc: &VcArgs, json: bool) -> anyhow::Result<()> {
             if json {
                 print_json(&json!({"vm": info.name, "moref": moref.value, "cbt": on}))?;
             } else {
-                println!(
+                outln!(
                     "{}: CBT {} (takes effect at the next snapshot{})",
                     info.name,
                     onoff(on),
@@ -256,7 +257,7 @@ pub fn run_vm(cmd: &VmCmd, vc: &VcArgs, json: bool) -> anyhow::Result<()> {
                     } else {
                         "; the next backup reads whole disks"
                     }
-                );
+                )?;
             }
             Ok(())
         }
@@ -290,12 +291,17 @@ fn list(c: &Client, json: bool) -> anyhow::Result<()> {
         return print_json(&Value::Array(rows));
     }
     let w = vms.iter().map(|v| v.name.len()).max().unwrap_or(4).max(4);
-    println!(
+    outln!(
         "{:<w$}  {:<10}  {:<10}  {:<4}  {:>5}  {:>10}",
-        "NAME", "MOREF", "POWER", "CBT", "DISKS", "SIZE"
-    );
+        "NAME",
+        "MOREF",
+        "POWER",
+        "CBT",
+        "DISKS",
+        "SIZE"
+    )?;
     for v in &vms {
-        println!(
+        outln!(
             "{:<w$}  {:<10}  {:<10}  {:<4}  {:>5}  {:>10}",
             v.name,
             v.moref.value,
@@ -303,7 +309,7 @@ fn list(c: &Client, json: bool) -> anyhow::Result<()> {
             onoff(v.change_tracking),
             v.disk_count,
             size(v.total_bytes)
-        );
+        )?;
     }
     Ok(())
 }
@@ -319,14 +325,14 @@ fn snapshot_json(n: &SnapshotNode) -> Value {
     })
 }
 
-fn print_tree(nodes: &[SnapshotNode], depth: usize, current: Option<&str>) {
+fn print_tree(nodes: &[SnapshotNode], depth: usize, current: Option<&str>) -> anyhow::Result<()> {
     for n in nodes {
         let mark = if Some(n.snapshot.value.as_str()) == current {
             "  (current)"
         } else {
             ""
         };
-        println!(
+        outln!(
             "  {:indent$}{} [{}] {}{}",
             "",
             n.name,
@@ -334,9 +340,10 @@ fn print_tree(nodes: &[SnapshotNode], depth: usize, current: Option<&str>) {
             n.create_time,
             mark,
             indent = depth * 2
-        );
-        print_tree(&n.children, depth + 1, current);
+        )?;
+        print_tree(&n.children, depth + 1, current)?;
     }
+    Ok(())
 }
 
 fn show(c: &Client, sel: &str, json: bool) -> anyhow::Result<()> {
@@ -368,16 +375,16 @@ fn show(c: &Client, sel: &str, json: bool) -> anyhow::Result<()> {
             "snapshots": info.snapshots.iter().map(snapshot_json).collect::<Vec<_>>(),
         }));
     }
-    println!("name:              {}", info.name);
-    println!("moref:             {}", info.moref.value);
-    println!("power state:       {}", info.power_state);
-    println!("hardware version:  {}", info.hardware_version);
-    println!("CBT:               {}", onoff(info.change_tracking));
-    println!("BIOS UUID:         {}", info.bios_uuid);
-    println!("instance UUID:     {}", info.instance_uuid);
-    println!("disks:");
+    outln!("name:              {}", info.name)?;
+    outln!("moref:             {}", info.moref.value)?;
+    outln!("power state:       {}", info.power_state)?;
+    outln!("hardware version:  {}", info.hardware_version)?;
+    outln!("CBT:               {}", onoff(info.change_tracking))?;
+    outln!("BIOS UUID:         {}", info.bios_uuid)?;
+    outln!("instance UUID:     {}", info.instance_uuid)?;
+    outln!("disks:")?;
     for d in &info.disks {
-        println!(
+        outln!(
             "  key {}  {}  {}  {}  {}  changeId {}",
             d.key,
             d.file_name,
@@ -385,17 +392,17 @@ fn show(c: &Client, sel: &str, json: bool) -> anyhow::Result<()> {
             if d.thin { "thin" } else { "thick" },
             d.disk_mode,
             d.change_id.as_deref().unwrap_or("-")
-        );
+        )?;
     }
     if info.snapshots.is_empty() {
-        println!("snapshots:         none");
+        outln!("snapshots:         none")?;
     } else {
-        println!("snapshots:");
+        outln!("snapshots:")?;
         print_tree(
             &info.snapshots,
             0,
             info.current_snapshot.as_ref().map(|s| s.value.as_str()),
-        );
+        )?;
     }
     Ok(())
 }
