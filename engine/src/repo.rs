@@ -62,6 +62,10 @@ pub struct Repository {
     skipped: Vec<SkippedSlot>,
 }
 
+/// What `keys/` holds: the readable slots (by file name) and the files
+/// that are not.
+type SlotFiles = (Vec<(String, KeySlot)>, Vec<SkippedSlot>);
+
 /// A file in `keys/` that is not a readable key slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SkippedSlot {
@@ -254,7 +258,7 @@ impl Repository {
     /// The readable key slots, and the files in `keys/` that are not
     /// (damaged, truncated, a stray file): a damaged slot must not lock
     /// out the passwords of the others (SPEC.md §5.2).
-    fn slots(backend: &dyn Backend) -> Result<(Vec<(String, KeySlot)>, Vec<SkippedSlot>)> {
+    fn slots(backend: &dyn Backend) -> Result<SlotFiles> {
         let mut out = Vec::new();
         let mut skipped = Vec::new();
         for (p, name, raw) in crate::backend::read_all(backend, "keys")? {
@@ -711,7 +715,7 @@ impl Repository {
 pub struct Sealed {
     backend: Arc<dyn Backend>,
     config: RepoConfig,
-    slots: Option<Result<(Vec<(String, KeySlot)>, Vec<SkippedSlot>)>>,
+    slots: Option<Result<SlotFiles>>,
 }
 
 impl Sealed {
