@@ -173,17 +173,7 @@ impl ParentCursor<'_> {
         let p = (slot / epp) as usize;
         if self.page_no != Some(p) {
             self.page_no = Some(p);
-            let pid = self.m.pages[p];
-            let page = self.repo.load_page(&pid).and_then(|page| {
-                self.m
-                    .check_page(p, &page)
-                    .map_err(|source| Error::Object {
-                        what: "manifest page",
-                        id: pid.to_hex(),
-                        source,
-                    })?;
-                Ok(page)
-            });
+            let page = self.repo.load_page_of(self.m, p);
             match page {
                 Ok(page) => self.page = page.entries,
                 Err(e) => {

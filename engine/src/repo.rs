@@ -486,6 +486,19 @@ impl Repository {
         })
     }
 
+    /// Page `p` of manifest `m`, checked against it (its slot count,
+    /// SPEC.md §7.2).
+    pub fn load_page_of(&self, m: &Manifest, p: usize) -> Result<ManifestPage> {
+        let pid = m.pages[p];
+        let page = self.load_page(&pid)?;
+        m.check_page(p, &page).map_err(|source| Error::Object {
+            what: "manifest page",
+            id: pid.to_hex(),
+            source,
+        })?;
+        Ok(page)
+    }
+
     pub fn load_generation(&self, id: &ObjectId) -> Result<Generation> {
         let b = self.get_object(BlobType::Generation, id)?;
         Generation::decode(&b).map_err(|source| Error::Object {

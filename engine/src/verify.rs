@@ -228,15 +228,7 @@ pub fn verify(
                 }
             };
             for (p, pid) in m.pages.iter().enumerate() {
-                let page = repo.load_page(pid).and_then(|page| {
-                    m.check_page(p, &page)
-                        .map_err(|source| crate::Error::Object {
-                            what: "manifest page",
-                            id: pid.to_hex(),
-                            source,
-                        })?;
-                    Ok(page)
-                });
+                let page = repo.load_page_of(&m, p);
                 match page {
                     Ok(page) => {
                         refs.extend(page.entries.iter().filter(|i| !i.is_zero()));

@@ -13,116 +13,22 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rand::{Rng, SeedableRng};
-use vmkeep_engine::backend::{Durability, LocalBackend};
-use vmkeep_engine::backup::{backup_disk, commit_generation, DiskJob, GenerationInfo};
+use vmkeep_engine::backend::Durability;
 use vmkeep_engine::gc::{gc, gc_with_margin, GcReport, CLOCK_MARGIN};
 use vmkeep_engine::index::MemIndex;
 use vmkeep_engine::lock::{Lock, Mode};
-use vmkeep_engine::progress::NoProgress;
-use vmkeep_engine::repo::{object_path, InitOptions, Repository};
-use vmkeep_engine::restore::restore_disk;
-use vmkeep_engine::source::{DiskSource, Extent};
+use vmkeep_engine::repo::{object_path, Repository};
 use vmkeep_engine::stats::repo_stats;
-use vmkeep_engine::target::DiskTarget;
 use vmkeep_engine::verify::{verify, Subset};
 use vmkeep_format::blob::BlobType;
-use vmkeep_format::generation::SourceKind;
-use vmkeep_format::keyfile::KdfParams;
 use vmkeep_format::manifest::ManifestPage;
 use vmkeep_format::ObjectId;
 
-const CS: u32 = 64 << 10;
-
-struct Mem(Vec<u8>);
-impl DiskSource for Mem {
-    fn describe(&self) -> String {
-        "mem".into()
-    }
-    fn capacity(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_at(&mut self, o: u64, b: &mut [u8]) -> vmkeep_engine::Result<()> {
-        b.copy_from_slice(&self.0[o as usize..o as usize + b.len()]);
-        Ok(())
-    }
-    fn allocated(&mut self, _: u64, _: u64) -> vmkeep_engine::Result<Option<Vec<Extent>>> {
-        Ok(None)
-    }
-}
-
-#[derive(Default)]
-struct Out(Vec<u8>);
-impl DiskTarget for Out {
-    fn describe(&self) -> String {
-        "out".into()
-    }
-    fn prepare(&mut self, c: u64) -> vmkeep_engine::Result<()> {
-        self.0 = vec![0; c as usize];
-        Ok(())
-    }
-    fn write_at(&mut self, o: u64, d: &[u8]) -> vmkeep_engine::Result<()> {
-        self.0[o as usize..o as usize + d.len()].copy_from_slice(d);
-        Ok(())
-    }
-    fn write_zeros(&mut self, _: u64, _: u64) -> vmkeep_engine::Result<()> {
-        Ok(())
-    }
-    fn finish(&mut self) -> vmkeep_engine::Result<()> {
-        Ok(())
-    }
-}
-
-fn backup(repo: &Repository, ix: &MemIndex, data: &[u8]) -> ObjectId {
-    let job = DiskJob {
-        disk_name: "d".into(),
-        source: Box::new(Mem(data.to_vec())),
-        use_allocation: false,
-        areas: None,
-        parent: None,
-        chunk_size: CS,
-        change_id: String::new(),
-        threads: 2,
-    };
-    let d = backup_disk(repo, ix, job, &NoProgress).unwrap();
-    let info = GenerationInfo {
-        source_kind: SourceKind::Image,
-        source: "vm".into(),
-        parent: None,
-        started: 0,
-        utc_offset: 0,
-        metadata: vec![],
-    };
-    commit_generation(repo, info, &[d]).unwrap().0
-}
-
-fn restore(repo: &Repository, gid: &ObjectId) -> Vec<u8> {
-    let g = repo.load_generation(gid).unwrap();
-    let m = repo.load_manifest(&g.disks[0].manifest).unwrap();
-    let mut o = Out::default();
-    restore_disk(repo, &m, &gid.short(), &mut o, 2, &NoProgress).unwrap();
-    o.0
-}
-
-/// The manifest, pages and chunks a generation depends on (paths).
-fn dependencies(repo: &Repository, gid: &ObjectId) -> BTreeSet<String> {
-    let mut s = BTreeSet::new();
-    for d in &repo.load_generation(gid).unwrap().disks {
-        s.insert(object_path(BlobType::Manifest, &d.manifest));
-        for p in &repo.load_manifest(&d.manifest).unwrap().pages {
-            s.insert(object_path(BlobType::ManifestPage, p));
-            for c in repo.load_page(p).unwrap().entries.iter() {
-                if !c.is_zero() {
-                    s.insert(object_path(BlobType::Chunk, c));
-                }
-            }
-        }
-    }
-    s
-}
+mod common;
+use common::*;
 
 /// Every file under `dir` (recursively).
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -175,17 +81,7 @@ struct Fx {
 impl Fx {
     fn new(seed: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let o = InitOptions {
-            chunk_size: CS,
-            kdf: KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                lanes: 1,
-            },
-            ..Default::default()
-        };
-        let repo =
-            Repository::init(Arc::new(LocalBackend::new(dir.path())), Some(b"pw"), &o).unwrap();
+        let repo = new_repo(dir.path());
         let ix = MemIndex::new();
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut a = vec![0u8; 6 * CS as usize];
@@ -195,9 +91,9 @@ impl Fx {
         let mut f = vec![0u8; 4 * CS as usize];
         rng.fill(&mut f[..]);
         let (ga, gf, gb) = (
-            backup(&repo, &ix, &a),
-            backup(&repo, &ix, &f),
-            backup(&repo, &ix, &b),
+            backup(&repo, &ix, &a, "vm", "d"),
+            backup(&repo, &ix, &f, "vm", "d"),
+            backup(&repo, &ix, &b, "vm", "d"),
         );
         let (da, db) = (dependencies(&repo, &ga), dependencies(&repo, &gb));
         let live: BTreeSet<String> = da.union(&db).cloned().collect();
@@ -284,8 +180,14 @@ impl Fx {
     /// verify whole.
     fn repair_and_check(&self, rel: &str, orig: &[u8]) {
         std::fs::write(self.path(rel), orig).unwrap();
-        assert!(restore(&self.repo, &self.a.0) == self.a.1, "A restores");
-        assert!(restore(&self.repo, &self.b.0) == self.b.1, "B restores");
+        assert!(
+            restore(&self.repo, &self.a.0).unwrap() == self.a.1,
+            "A restores"
+        );
+        assert!(
+            restore(&self.repo, &self.b.0).unwrap() == self.b.1,
+            "B restores"
+        );
         let r = verify(&self.repo, None, Subset::All, false).unwrap();
         assert!(r.clean(), "{:?}", r.damage);
     }
@@ -473,24 +375,15 @@ fn phase_two_puts_back_the_trashed_objects_of_an_unknown_type() {
 #[test]
 fn gc_reports_garbage_kept_as_newer_than_the_cut_off() {
     let d = tempfile::tempdir().unwrap();
-    let o = InitOptions {
-        chunk_size: CS,
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            lanes: 1,
-        },
-        ..Default::default()
-    };
-    let repo = Repository::init(Arc::new(LocalBackend::new(d.path())), Some(b"pw"), &o).unwrap();
+    let repo = new_repo(d.path());
     let ix = MemIndex::new();
     let mut rng = rand::rngs::StdRng::seed_from_u64(5);
     let mut a = vec![0u8; 3 * CS as usize];
     rng.fill(&mut a[..]);
     let mut f = vec![0u8; 4 * CS as usize];
     rng.fill(&mut f[..]);
-    backup(&repo, &ix, &a);
-    let gf = backup(&repo, &ix, &f);
+    backup(&repo, &ix, &a, "vm", "d");
+    let gf = backup(&repo, &ix, &f, "vm", "d");
     let f_files = dependencies(&repo, &gf);
     let f_bytes: u64 = f_files
         .iter()

@@ -8,126 +8,20 @@ use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use vmkeep_engine::backend::LocalBackend;
-use vmkeep_engine::backup::{backup_disk, commit_generation, DiskJob, GenerationInfo};
 use vmkeep_engine::index::MemIndex;
 use vmkeep_engine::lock::{Lock, Mode};
-use vmkeep_engine::progress::NoProgress;
-use vmkeep_engine::repo::{object_path, InitOptions, Repository};
-use vmkeep_engine::restore::restore_disk;
-use vmkeep_engine::source::{DiskSource, Extent};
-use vmkeep_engine::target::DiskTarget;
+use vmkeep_engine::repo::{object_path, Repository};
 use vmkeep_engine::verify::{verify, Subset};
 use vmkeep_format::blob::BlobType;
-use vmkeep_format::generation::SourceKind;
-use vmkeep_format::keyfile::KdfParams;
 use vmkeep_format::ObjectId;
 
-const CS: u32 = 64 << 10;
+mod common;
+use common::*;
 
-struct Mem(Vec<u8>);
-impl DiskSource for Mem {
-    fn describe(&self) -> String {
-        "mem".into()
-    }
-    fn capacity(&self) -> u64 {
-        self.0.len() as u64
-    }
-    fn read_at(&mut self, o: u64, b: &mut [u8]) -> vmkeep_engine::Result<()> {
-        b.copy_from_slice(&self.0[o as usize..o as usize + b.len()]);
-        Ok(())
-    }
-    fn allocated(&mut self, _: u64, _: u64) -> vmkeep_engine::Result<Option<Vec<Extent>>> {
-        Ok(None)
-    }
-}
-
-#[derive(Default)]
-struct Out(Vec<u8>);
-impl DiskTarget for Out {
-    fn describe(&self) -> String {
-        "out".into()
-    }
-    fn prepare(&mut self, c: u64) -> vmkeep_engine::Result<()> {
-        self.0 = vec![0; c as usize];
-        Ok(())
-    }
-    fn write_at(&mut self, o: u64, d: &[u8]) -> vmkeep_engine::Result<()> {
-        self.0[o as usize..o as usize + d.len()].copy_from_slice(d);
-        Ok(())
-    }
-    fn write_zeros(&mut self, _: u64, _: u64) -> vmkeep_engine::Result<()> {
-        Ok(())
-    }
-    fn finish(&mut self) -> vmkeep_engine::Result<()> {
-        Ok(())
-    }
-}
-
-fn new_repo(dir: &std::path::Path) -> Repository {
-    let o = InitOptions {
-        chunk_size: CS,
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            lanes: 1,
-        },
-        ..Default::default()
-    };
-    Repository::init(Arc::new(LocalBackend::new(dir)), Some(b"pw"), &o).unwrap()
-}
-
-fn backup(repo: &Repository, ix: &MemIndex, data: &[u8], name: &str) -> ObjectId {
-    let job = DiskJob {
-        disk_name: name.into(),
-        source: Box::new(Mem(data.to_vec())),
-        use_allocation: false,
-        areas: None,
-        parent: None,
-        chunk_size: CS,
-        change_id: String::new(),
-        threads: 2,
-    };
-    let d = backup_disk(repo, ix, job, &NoProgress).unwrap();
-    let info = GenerationInfo {
-        source_kind: SourceKind::Image,
-        source: name.into(),
-        parent: None,
-        started: 0,
-        utc_offset: 0,
-        metadata: vec![],
-    };
-    commit_generation(repo, info, &[d]).unwrap().0
-}
-
-fn restore(repo: &Repository, gid: &ObjectId) -> vmkeep_engine::Result<Vec<u8>> {
-    let g = repo.load_generation(gid)?;
-    let m = repo.load_manifest(&g.disks[0].manifest)?;
-    let mut o = Out::default();
-    restore_disk(repo, &m, &gid.short(), &mut o, 2, &NoProgress)?;
-    Ok(o.0)
-}
-
-/// Every object path each generation depends on.
-fn dependencies(repo: &Repository, gid: &ObjectId) -> BTreeSet<String> {
-    let mut s = BTreeSet::new();
+/// Every object path generation `gid` depends on, itself included.
+fn dependencies_of(repo: &Repository, gid: &ObjectId) -> BTreeSet<String> {
+    let mut s = dependencies(repo, gid);
     s.insert(object_path(BlobType::Generation, gid));
-    let g = repo.load_generation(gid).unwrap();
-    for d in &g.disks {
-        s.insert(object_path(BlobType::Manifest, &d.manifest));
-        let m = repo.load_manifest(&d.manifest).unwrap();
-        for p in &m.pages {
-            s.insert(object_path(BlobType::ManifestPage, p));
-            for c in repo
-                .load_page(p)
-                .unwrap()
-                .entries
-                .iter()
-                .filter(|c| !c.is_zero())
-            {
-                s.insert(object_path(BlobType::Chunk, c));
-            }
-        }
-    }
     s
 }
 
@@ -152,11 +46,19 @@ fn bit_rot_is_reported_for_exactly_the_generations_that_depend_on_it() {
     let mut data = base.clone();
     for i in 0..4 {
         data = disk(&mut rng, &data, 3);
-        let gid = backup(&repo, &ix, &data, if i % 2 == 0 { "a" } else { "b" });
+        let gid = backup(
+            &repo,
+            &ix,
+            &data,
+            if i % 2 == 0 { "a" } else { "b" },
+            if i % 2 == 0 { "a" } else { "b" },
+        );
         gens.insert(gid, data.clone());
     }
-    let deps: BTreeMap<ObjectId, BTreeSet<String>> =
-        gens.keys().map(|g| (*g, dependencies(&repo, g))).collect();
+    let deps: BTreeMap<ObjectId, BTreeSet<String>> = gens
+        .keys()
+        .map(|g| (*g, dependencies_of(&repo, g)))
+        .collect();
     let mut files: Vec<String> = deps
         .values()
         .flatten()
@@ -239,7 +141,7 @@ fn backups_and_gc_together_never_lose_a_referenced_chunk() {
                 let _l =
                     Lock::acquire(r1.backend().clone(), Mode::Shared, "test backup", None).unwrap();
                 data = disk(&mut rng, &data, 4);
-                let gid = backup(&r1, &i1, &data, "vm");
+                let gid = backup(&r1, &i1, &data, "vm", "vm");
                 e1.lock().unwrap().insert(gid, data.clone());
                 n += 1;
                 if n > 3 {
@@ -296,8 +198,8 @@ fn readers_find_objects_in_the_gc_trash() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut data = vec![0u8; 8 * CS as usize];
     rng.fill(&mut data[..]);
-    let gid = backup(&repo, &ix, &data, "a");
-    let files: Vec<String> = dependencies(&repo, &gid)
+    let gid = backup(&repo, &ix, &data, "a", "a");
+    let files: Vec<String> = dependencies_of(&repo, &gid)
         .into_iter()
         .filter(|f| f.starts_with("chunks/") || f.starts_with("pages/"))
         .collect();
@@ -404,7 +306,10 @@ fn gc_skips_a_generation_forgotten_while_it_marks() {
     rng.fill(&mut b[..2 * CS as usize]);
     let (ga, gb) = {
         let repo = new_repo(d.path());
-        (backup(&repo, &ix, &a, "vm"), backup(&repo, &ix, &b, "vm"))
+        (
+            backup(&repo, &ix, &a, "vm", "vm"),
+            backup(&repo, &ix, &b, "vm", "vm"),
+        )
     };
     let wrapper = ForgetsAfterListing {
         inner: LocalBackend::new(d.path()),

@@ -164,6 +164,39 @@ impl Rig {
         self.tmp.path().join(name)
     }
 
+    /// Gives `c` this rig's repository, password and cache, and no other
+    /// `VMKEEP_*` variable (for `vmkeep` itself or a shell that runs it).
+    pub fn environment(&self, c: &mut Command) {
+        for v in SCRUB {
+            c.env_remove(v);
+        }
+        c.env("VMKEEP_REPOSITORY", &self.repo)
+            .env("VMKEEP_PASSWORD", &self.password)
+            .env("VMKEEP_CACHE_DIR", &self.cache)
+            .stdin(Stdio::null());
+    }
+
+    /// `vmkeep ARGS` for humans (no `--json`) with this rig's environment.
+    pub fn human_command<I, A>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<OsStr>,
+    {
+        let mut c = Command::new(vmkeep_bin());
+        self.environment(&mut c);
+        c.args(args);
+        c
+    }
+
+    /// Runs `vmkeep ARGS` for humans (no `--json`).
+    pub fn human<I, A>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<OsStr>,
+    {
+        run_command(self.human_command(args))
+    }
+
     /// `vmkeep --json ARGS` with this rig's repository, password and cache.
     pub fn command<I, A>(&self, args: I) -> Command
     where
@@ -171,15 +204,8 @@ impl Rig {
         A: AsRef<OsStr>,
     {
         let mut c = Command::new(vmkeep_bin());
-        for v in SCRUB {
-            c.env_remove(v);
-        }
-        c.env("VMKEEP_REPOSITORY", &self.repo)
-            .env("VMKEEP_PASSWORD", &self.password)
-            .env("VMKEEP_CACHE_DIR", &self.cache)
-            .arg("--json")
-            .args(args)
-            .stdin(Stdio::null());
+        self.environment(&mut c);
+        c.arg("--json").args(args);
         c
     }
 

@@ -110,16 +110,9 @@ fn a_changed_areas_list_from_a_pipe_is_read() {
         s(&img),
         3 * K64
     );
-    // The rig's environment (repository, password, cache), for bash.
-    let c = rig.command(["--version"]);
     let mut bash = std::process::Command::new("bash");
+    rig.environment(&mut bash);
     bash.arg("-c").arg(&line);
-    for (k, val) in c.get_envs() {
-        match val {
-            Some(val) => bash.env(k, val),
-            None => bash.env_remove(k),
-        };
-    }
     let r = run_command(bash).ok();
     let v = r.json();
     assert_eq!(n(&v, "read_bytes"), K64, "{v}");

@@ -12,20 +12,6 @@ use vmkeep_tests::cli::*;
 
 const MIB: u64 = 1 << 20;
 
-/// `vmkeep ARGS` without `--json`, with the rig's environment.
-fn human(rig: &Rig, args: &[&str]) -> std::process::Command {
-    let c = rig.command(["--version"]);
-    let mut h = std::process::Command::new(vmkeep_bin());
-    h.args(args).stdin(Stdio::null());
-    for (k, val) in c.get_envs() {
-        match val {
-            Some(val) => h.env(k, val),
-            None => h.env_remove(k),
-        };
-    }
-    h
-}
-
 fn one_image(rig: &Rig, disk: &str) -> (std::path::PathBuf, Value) {
     let img = rig.path(&format!("{disk}.raw"));
     sparse_file(&img, MIB);
@@ -75,7 +61,7 @@ fn a_closed_stdout_ends_quietly() {
         one_image(&rig, &format!("d{i}"));
     }
     for args in [&["generations"][..], &["stats"], &["--json", "generations"]] {
-        let mut c = human(&rig, args);
+        let mut c = rig.human_command(args);
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
         drop(child.stdout.take()); // `head` exited
@@ -107,7 +93,7 @@ fn error_messages_do_not_repeat_their_cause() {
 #[test]
 fn help_lists_only_the_options_a_command_takes() {
     let rig = Rig::empty();
-    let help = |args: &[&str]| run_command(human(&rig, args)).ok().stdout;
+    let help = |args: &[&str]| rig.human(args).ok().stdout;
     for cmd in [
         "init",
         "generations",
@@ -137,7 +123,7 @@ fn help_lists_only_the_options_a_command_takes() {
     let h = help(&["vm", "list", "--help"]);
     assert!(h.contains("--vcenter"), "{h}");
     // A vCenter option on a command that does not use it is refused.
-    let r = run_command(human(&rig, &["init", "--vcenter", "https://x/sdk"]));
+    let r = rig.human(["init", "--vcenter", "https://x/sdk"]);
     assert_eq!(r.code, 2, "{r}");
     // Every keep option says what it keeps.
     let h = help(&["forget", "--help"]);
@@ -158,23 +144,20 @@ fn help_lists_only_the_options_a_command_takes() {
 fn summaries_count_in_words_and_add_up() {
     let rig = Rig::new("64K");
     let (img, _) = one_image(&rig, "d1");
-    let out = run_command(human(&rig, &["generations"])).ok().stdout;
+    let out = rig.human(["generations"]).ok().stdout;
     assert!(out.trim_end().ends_with("1 generation"), "{out}");
     write_at(&img, 5000, b"x");
     let cbt = rig.path("c.cbt");
     write_areas(&cbt, &[(5000, 1)]);
-    let out = run_command(human(
-        &rig,
-        &[
-            "backup",
-            "--image",
-            s(&img),
-            "--disk",
-            "d1",
-            "--changed-areas",
-            s(&cbt),
-        ],
-    ))
+    let out = run_command(rig.human_command([
+        "backup",
+        "--image",
+        s(&img),
+        "--disk",
+        "d1",
+        "--changed-areas",
+        s(&cbt),
+    ]))
     .ok()
     .stdout;
     // "  16 slots: 1 new (...), 0 already stored, 11 zero, 4 unchanged"
@@ -215,7 +198,7 @@ fn forget_names_generations_and_lineages() {
     let p: Vec<_> = list.iter().filter(|g| g["protected"] == true).collect();
     assert_eq!(p.len(), 1);
     assert_eq!(p[0]["id"], g0.as_str());
-    let out = run_command(human(&rig, &["generations"])).ok().stdout;
+    let out = rig.human(["generations"]).ok().stdout;
     assert!(
         out.lines()
             .any(|l| l.starts_with(&g0[..8]) && l.contains("protected")),

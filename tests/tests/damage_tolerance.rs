@@ -120,7 +120,7 @@ fn a_damaged_generation_blocks_only_what_it_must() {
     let bad: Vec<_> = list.iter().filter(|g| g["damaged"] == true).collect();
     assert_eq!(bad.len(), 1);
     assert_eq!(bad[0]["id"], a1.as_str());
-    let human = human(&rig, &["generations"]);
+    let human = rig.human(["generations"]).ok().stdout;
     assert!(
         human.contains("DAMAGED") && human.contains(&a1[..8]),
         "{human}"
@@ -332,24 +332,13 @@ fn a_subset_verify_says_what_it_checked() {
     assert_eq!(g["id"], g0.as_str());
     assert_eq!(g["status"], "intact in the checked subset", "{v}");
     assert_eq!(g["intact"], false, "{v}");
-    let text = human(&rig, &["verify", "--read-data-subset", &subset]);
+    let text = rig
+        .human(["verify", "--read-data-subset", &subset])
+        .ok()
+        .stdout;
     assert!(text.contains("intact in the checked subset"), "{text}");
     assert!(!text.contains("): intact\n"), "{text}");
     // The bucket that holds it finds it.
     let r = rig.run(["verify", "--read-data-subset", &format!("{}/7", bucket + 1)]);
     assert_eq!(r.code, 5, "{r}");
-}
-
-/// `vmkeep ARGS` without `--json`: its stdout, asserting success.
-fn human(rig: &Rig, args: &[&str]) -> String {
-    let c = rig.command(["--version"]);
-    let mut h = std::process::Command::new(vmkeep_bin());
-    h.args(args).stdin(std::process::Stdio::null());
-    for (k, val) in c.get_envs() {
-        match val {
-            Some(val) => h.env(k, val),
-            None => h.env_remove(k),
-        };
-    }
-    run_command(h).ok().stdout
 }

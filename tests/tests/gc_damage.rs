@@ -5,31 +5,11 @@
 //! referenced data.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use vmkeep_tests::cli::{random_bytes, run_command, vmkeep_bin, Rig, Run};
+use vmkeep_tests::cli::{random_bytes, Rig};
 
 const MIB: usize = 1 << 20;
-
-/// `vmkeep ARGS` for humans (the rig always adds `--json`).
-fn human(rig: &Rig, args: &[&str]) -> Run {
-    let mut c = Command::new(vmkeep_bin());
-    for v in [
-        "VMKEEP_PASSWORD_FILE",
-        "VMKEEP_NEW_PASSWORD",
-        "VMKEEP_NEW_PASSWORD_FILE",
-        "RUST_LOG",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("VMKEEP_REPOSITORY", &rig.repo)
-        .env("VMKEEP_PASSWORD", &rig.password)
-        .env("VMKEEP_CACHE_DIR", &rig.cache)
-        .args(args)
-        .stdin(Stdio::null());
-    run_command(c)
-}
 
 /// Backs up 1 MiB of random data from `seed`; returns the generation id.
 fn backup(rig: &Rig, seed: u64) -> String {
@@ -72,7 +52,7 @@ fn gc_and_stats_go_on_past_a_damaged_generation() {
     assert_eq!(u["type"], "generation", "{v}");
     assert_eq!(u["id"], bad.as_str(), "{v}");
     assert_eq!(n(&v, "generations"), 1, "{v}");
-    let r = human(&rig, &["gc"]).ok();
+    let r = rig.human(["gc"]).ok();
     assert!(r.stderr.contains(&warning), "{r}");
 
     let r = rig.run(["stats"]).ok();
@@ -82,7 +62,7 @@ fn gc_and_stats_go_on_past_a_damaged_generation() {
     assert_eq!(n(&v, "damaged_generation_count"), 1, "{v}");
     assert_eq!(v["damaged_generations"][0]["id"], bad.as_str(), "{v}");
     assert_eq!(n(&v, "chunks"), 16, "the readable generation's: {v}");
-    let r = human(&rig, &["stats"]).ok();
+    let r = rig.human(["stats"]).ok();
     assert!(r.stderr.contains(&warning), "{r}");
     assert!(
         r.stdout.contains("damaged generations: 1") && r.stdout.contains(short),
@@ -122,7 +102,7 @@ fn gc_right_after_forget_says_why_it_freed_nothing() {
             && msg.ends_with("stay until a later gc"),
         "{msg}"
     );
-    let r = human(&rig, &["gc"]).ok();
+    let r = rig.human(["gc"]).ok();
     assert!(
         r.stdout.contains("18 unreferenced objects (")
             && r.stdout.contains("stay until a later gc"),

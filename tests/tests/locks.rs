@@ -6,7 +6,6 @@
 //! live ones it keeps.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
@@ -87,25 +86,6 @@ fn strings(v: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-/// `vmkeep unlock` with human output (the rig always passes `--json`).
-fn unlock_human(rig: &Rig) -> Run {
-    let mut c = Command::new(vmkeep_bin());
-    for v in [
-        "VMKEEP_PASSWORD_FILE",
-        "VMKEEP_NEW_PASSWORD",
-        "VMKEEP_NEW_PASSWORD_FILE",
-        "RUST_LOG",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("VMKEEP_REPOSITORY", &rig.repo)
-        .env("VMKEEP_PASSWORD", &rig.password)
-        .env("VMKEEP_CACHE_DIR", &rig.cache)
-        .arg("unlock")
-        .stdin(Stdio::null());
-    run_command(c).ok()
-}
-
 #[test]
 fn a_spaced_lock_of_a_dead_process_is_stale_and_unlock_removes_it() {
     let (rig, img) = setup();
@@ -171,7 +151,7 @@ fn unlock_reports_and_keeps_a_live_lock() {
         live[0].contains(&format!("pid {}", std::process::id())),
         "{v}"
     );
-    let r = unlock_human(&rig);
+    let r = rig.human(["unlock"]);
     assert!(
         r.stdout.contains("no stale locks; 1 live lock remains:")
             && r.stdout.contains(&format!("locks/{name}")),
