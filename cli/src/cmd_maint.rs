@@ -302,16 +302,25 @@ pub fn gc(g: &Global) -> anyhow::Result<()> {
         )?;
     } else {
         outln!(
-            "{} generations reference {} chunks; moved {} unreferenced objects ({}) to the trash; deleted {} ({} freed); put back {}",
-            r.generations, r.referenced_chunks, r.trashed, size(r.trashed_bytes), r.deleted, size(r.deleted_bytes), r.restored
+            "{} reference {}; moved {} ({}) to the trash; deleted {} ({} freed); put back {}",
+            count(r.generations, "generation"),
+            count(r.referenced_chunks, "chunk"),
+            count(r.trashed, "unreferenced object"),
+            size(r.trashed_bytes),
+            r.deleted,
+            size(r.deleted_bytes),
+            r.restored
         )?;
         if let Some(m) = &recent {
             outln!("{m}")?;
         }
         if !r.pending_batches.is_empty() {
             outln!(
-                "{} trash batches wait for running backups to finish; the next gc empties them",
-                r.pending_batches.len()
+                "{} for running backups to finish; the next gc empties them",
+                match r.pending_batches.len() {
+                    1 => "1 trash batch waits".to_string(),
+                    n => format!("{n} trash batches wait"),
+                }
             )?;
         }
     }

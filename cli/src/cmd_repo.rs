@@ -280,10 +280,10 @@ pub fn stats(g: &Global) -> anyhow::Result<()> {
             size(s.page_bytes)
         )?;
         outln!(
-            "garbage:            {} chunks ({} stored) and {} manifest pages ({}) referenced by no {}",
-            s.garbage_chunks,
+            "garbage:            {} ({} stored) and {} ({}) referenced by no {}",
+            count(s.garbage_chunks, "chunk"),
             size(s.garbage_stored_bytes),
-            s.garbage_pages,
+            count(s.garbage_pages, "manifest page"),
             size(s.garbage_page_bytes),
             if s.damaged_generations.is_empty() {
                 "generation, awaiting `vmkeep gc`"
@@ -430,9 +430,9 @@ pub fn index(g: &Global, i: &IndexCmd) -> anyhow::Result<()> {
         )?;
     } else {
         outln!(
-            "index rebuilt: {} chunks, {} manifest pages",
-            r.chunks,
-            r.pages
+            "index rebuilt: {}, {}",
+            count(r.chunks, "chunk"),
+            count(r.pages, "manifest page")
         )?;
         for d in &r.damaged {
             outln!("damaged (left out): {d}")?;

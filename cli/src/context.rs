@@ -111,10 +111,10 @@ fn report_rebuild(
     if let Some(r) = report {
         if !g.quiet && !g.json {
             eprintln!(
-                "vmkeep: rebuilt the index {} from the repository ({} chunks, {} pages)",
+                "vmkeep: rebuilt the index {} from the repository ({}, {})",
                 p.display(),
-                r.chunks,
-                r.pages
+                crate::output::count(r.chunks, "chunk"),
+                crate::output::count(r.pages, "page")
             );
         }
         for d in &r.damaged {
