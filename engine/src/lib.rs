@@ -22,6 +22,7 @@ pub mod lock;
 pub mod ops;
 pub mod pipeline;
 pub mod progress;
+pub mod reader;
 pub mod repo;
 pub mod restore;
 pub mod retention;
