@@ -413,15 +413,8 @@ pub fn index(g: &Global, i: &IndexCmd) -> anyhow::Result<()> {
     if let Some(parent) = p.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    let idx = vmkeep_engine::index::RocksIndex::open(&p, std::time::Duration::from_secs(60))
-        .or_else(|e| {
-            if e.to_string().contains("in use") {
-                return Err(e);
-            }
-            // Damaged beyond opening: start from an empty directory.
-            let _ = std::fs::remove_dir_all(&p);
-            vmkeep_engine::index::RocksIndex::open(&p, std::time::Duration::from_secs(60))
-        })?;
+    // A directory damaged beyond opening is moved aside (SPEC.md §10).
+    let idx = vmkeep_engine::index::open_at(&p, &std::sync::atomic::AtomicBool::new(false))?;
     let r = vmkeep_engine::index::rebuild(&repo, &idx)?;
     if g.json {
         outln!(

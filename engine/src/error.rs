@@ -53,6 +53,9 @@ pub enum Error {
     StorageFull { path: String },
     #[error("index {path}: {msg}")]
     Index { path: PathBuf, msg: String },
+    /// Another process holds the index (RocksDB's lock) past the wait.
+    #[error("index {path}: in use by another vmkeep process ({msg})")]
+    IndexBusy { path: PathBuf, msg: String },
     #[error("generation {0} not found")]
     GenerationNotFound(String),
     #[error("generation prefix {prefix} is ambiguous: matches {matches}")]

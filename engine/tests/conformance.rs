@@ -258,7 +258,8 @@ fn rocks_index_held_by_another_opener_is_named_in_the_error() {
     let _held = RocksIndex::open(&p, Duration::from_secs(1)).unwrap();
     let e = match RocksIndex::open(&p, Duration::from_millis(300)) {
         Ok(_) => panic!("a second open of a held index must fail"),
-        Err(e) => e.to_string(),
+        Err(e @ vmkeep_engine::Error::IndexBusy { .. }) => e.to_string(),
+        Err(e) => panic!("a held index must give IndexBusy, not {e:?}"),
     };
     assert!(e.contains("in use by another vmkeep process"), "{e}");
     assert!(e.contains(&p.display().to_string()), "{e}");

@@ -537,3 +537,33 @@ fn the_binary_links_rocksdb_statically() {
         "RocksDB's code is not linked into the binary"
     );
 }
+
+#[test]
+fn index_rebuild_moves_a_damaged_index_aside_instead_of_deleting_it() {
+    let rig = Rig::new("64K");
+    let img = rig.path("disk.raw");
+    sparse_file(&img, 4 * MIB);
+    scribble(&img, 71, &[(0, 2 * MIB)]);
+    let b1 = rig.backup(&img, "d1", &[]);
+    let repo_dir = std::fs::read_dir(&rig.cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("index").is_dir())
+        .expect("an index directory in the cache");
+    let index = repo_dir.join("index");
+    // RocksDB cannot open an index whose CURRENT names a missing manifest.
+    std::fs::write(index.join("CURRENT"), "MANIFEST-999999\n").unwrap();
+    let r = rig.ok(["index", "rebuild"]);
+    assert_eq!(n(&r, "chunks"), rig.files("chunks") as u64, "{r}");
+    let aside: Vec<_> = std::fs::read_dir(&repo_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("index.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged index was not kept: {aside:?}");
+    let kept = repo_dir.join(&aside[0]).join("CURRENT");
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), "MANIFEST-999999\n");
+    let b2 = rig.backup(&img, "d1", &[]);
+    assert_eq!(n(&b2, "new_chunks"), 0, "{b2}");
+    rig.assert_restores(st(&b1, "generation"), &img);
+}

@@ -59,7 +59,7 @@ pub fn drop_damaged(path: &Path, items: &[(BlobType, ObjectId)]) -> Result<Dropp
             }
             Ok(Dropped::Now(n))
         }
-        Err(Error::Index { msg, .. }) if msg.contains("in use") => {
+        Err(Error::IndexBusy { .. }) => {
             let note = note_path(path);
             let io = |e: std::io::Error| Error::Index {
                 path: note.clone(),

@@ -96,7 +96,7 @@ pub fn open_at(path: &Path, stop: &AtomicBool) -> Result<RocksIndex> {
     let existed = path.exists();
     match RocksIndex::open_unless(path, Duration::from_secs(60), stop) {
         Ok(i) => Ok(i),
-        Err(Error::Index { msg, .. }) if existed && !msg.contains("in use") => {
+        Err(Error::Index { msg, .. }) if existed => {
             // Damaged: keep it for inspection, start afresh.
             let aside = path.with_extension(format!("damaged-{}", crate::host::now_unix()));
             std::fs::rename(path, &aside).map_err(|e| Error::Index {

@@ -64,13 +64,11 @@ impl RocksIndex {
                         std::thread::sleep(Duration::from_millis(200));
                         continue;
                     }
-                    return Err(Error::Index {
-                        path: path.to_path_buf(),
-                        msg: if locked {
-                            format!("in use by another vmkeep process ({msg})")
-                        } else {
-                            msg
-                        },
+                    let path = path.to_path_buf();
+                    return Err(if locked {
+                        Error::IndexBusy { path, msg }
+                    } else {
+                        Error::Index { path, msg }
                     });
                 }
             }
