@@ -130,8 +130,7 @@ fn a_lock_whose_refresh_fails_stops_the_backup_with_no_generation() {
         failing: failing.clone(),
     };
     let e = backup_source(&repo, &ix, Box::new(src), o, &NoProgress)
-        .err()
-        .expect("a backup whose lock is lost fails");
+        .expect_err("a backup whose lock is lost fails");
     let msg = e.to_string();
     assert!(matches!(e, Error::LockLost { .. }), "{msg}");
     assert!(msg.contains("could not be refreshed"), "{msg}");
