@@ -140,6 +140,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
         command: context::command_line(),
         started,
         utc_offset: context::utc_offset(),
+        lock_times: Default::default(),
     };
     let r = op::backup_source(&repo, &index, source, o, progress.as_ref())?;
     phase("committed");

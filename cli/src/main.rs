@@ -162,7 +162,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 E::TargetWrite { error, .. } if error.kind() == std::io::ErrorKind::StorageFull => {
                     exit::NO_SPACE
                 }
-                E::Locked { .. } | E::IndexBusy { .. } => exit::LOCKED,
+                E::Locked { .. } | E::IndexBusy { .. } | E::LockLost { .. } => exit::LOCKED,
                 _ => exit::FAILURE,
             };
         }

@@ -69,6 +69,9 @@ pub struct DiskJob {
     pub change_id: String,
     /// Worker threads (0 = one per core).
     pub threads: usize,
+    /// The lock this backup holds, if any: the writer checks it at every
+    /// index commit and fails with [`Error::LockLost`] once it is lost.
+    pub lock: Option<crate::lock::LockHandle>,
 }
 
 /// The result of backing up one disk.
@@ -290,6 +293,8 @@ struct Shared<'a> {
     /// Slots outside the areas read anyway: the parent's entry could not
     /// be reused.
     reread_slots: std::sync::atomic::AtomicU64,
+    /// The backup's lock, checked before every index commit.
+    lock: Option<crate::lock::LockHandle>,
 }
 
 /// Backs up one disk and stores its manifest (durably). The generation
@@ -309,6 +314,7 @@ pub fn backup_disk(
         chunk_size,
         change_id,
         threads,
+        lock,
     } = job;
     let capacity = source.capacity();
     let cs = match &parent {
@@ -344,6 +350,7 @@ pub fn backup_disk(
         pending: Mutex::new(HashSet::new()),
         notes: Mutex::new(Vec::new()),
         reread_slots: Default::default(),
+        lock,
     };
     progress.start(&source.describe(), capacity);
     let (work_tx, work_rx) = bounded::<Work>(threads * 2);
@@ -773,7 +780,12 @@ impl<'a> Writer<'a> {
     }
 
     /// Makes stored objects durable, then tells the index.
+    /// Fails with [`Error::LockLost`] once the backup's lock is lost,
+    /// even with nothing to commit.
     fn commit_index(&mut self) -> Result<()> {
+        if let Some(l) = &self.sh.lock {
+            l.check()?;
+        }
         if self.uncommitted.is_empty() {
             return Ok(());
         }

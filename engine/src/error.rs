@@ -111,6 +111,18 @@ pub enum Error {
         holder: String,
         advice: String,
     },
+    /// The lock of a running operation could not be refreshed before it
+    /// would have become stale: the operation stopped without committing.
+    #[error(
+        "stopped: the lock locks/{lock} on repository {repo} could not be refreshed before \
+         others could take it as stale ({why}); nothing more was committed, run the command \
+         again once the repository's storage accepts writes"
+    )]
+    LockLost {
+        repo: String,
+        lock: String,
+        why: String,
+    },
     #[error("interrupted")]
     Interrupted,
     #[error("{0}")]

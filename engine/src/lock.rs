@@ -10,6 +10,14 @@
 //! refresh every [`REFRESH_EVERY`]. Stale locks are ignored (and removed
 //! by `unlock`).
 //!
+//! A holder that cannot refresh its lock in time *loses* it: when the next
+//! refresh would come at or after the moment others may take the lock as
+//! stale (last successful write + the stale time), the refresher stops and
+//! [`Lock::check`] / [`LockHandle::check`] return [`Error::LockLost`], so
+//! the operation stops before it commits anything unprotected (as restic
+//! does). A failed refresh followed by a successful one in time loses
+//! nothing. [`LockTimes`] sets both times (tests shorten them).
+//!
 //! Invariants: writers emit the fields in the order above as compact JSON
 //! (what older readers parse); readers accept any JSON object of that
 //! shape (whitespace, field order, extra fields). A file that does not
@@ -17,8 +25,9 @@
 //! exclusive lock until [`STALE_AFTER`] past its modification time, then
 //! stale, so it blocks for a bounded time instead of for ever.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use vmkeep_format::ObjectId;
@@ -31,6 +40,79 @@ use crate::{Error, Result};
 pub const STALE_AFTER: i64 = 30 * 60;
 /// Live holders rewrite their lock this often.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+
+/// How often a holder refreshes its lock, and after how long without a
+/// successful refresh it gives the lock up as lost. Defaults:
+/// [`REFRESH_EVERY`] and [`STALE_AFTER`] (what other processes use to call
+/// a lock stale, so only tests should change them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockTimes {
+    pub refresh_every: Duration,
+    pub stale_after: Duration,
+}
+
+impl Default for LockTimes {
+    fn default() -> Self {
+        LockTimes {
+            refresh_every: REFRESH_EVERY,
+            stale_after: Duration::from_secs(STALE_AFTER as u64),
+        }
+    }
+}
+
+impl LockTimes {
+    /// The lost rule: the next try (`refresh_every` from now) would come at
+    /// or after the deadline (`stale_after` past the last successful write).
+    pub fn lost(&self, since_last_ok: Duration) -> bool {
+        since_last_ok + self.refresh_every >= self.stale_after
+    }
+}
+
+/// What the refresher tells the operation holding the lock.
+struct LockState {
+    repo: String,
+    name: String,
+    lost: AtomicBool,
+    /// Why the lock was lost (set before `lost`).
+    why: Mutex<Option<String>>,
+}
+
+/// A cheap, cloneable view of a held lock that pipelines poll with
+/// [`LockHandle::check`]; it does not keep the lock alive.
+#[derive(Clone)]
+pub struct LockHandle {
+    state: Arc<LockState>,
+}
+
+impl LockHandle {
+    /// `Err(Error::LockLost)` once the lock could not be refreshed in time.
+    pub fn check(&self) -> Result<()> {
+        if !self.state.lost.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        Err(Error::LockLost {
+            repo: self.state.repo.clone(),
+            lock: self.state.name.clone(),
+            why: self
+                .state
+                .why
+                .lock()
+                .expect("poisoned")
+                .clone()
+                .unwrap_or_default(),
+        })
+    }
+
+    /// True once the lock is lost.
+    pub fn is_lost(&self) -> bool {
+        self.state.lost.load(Ordering::Acquire)
+    }
+
+    fn lose(&self, why: String) {
+        *self.state.why.lock().expect("poisoned") = Some(why);
+        self.state.lost.store(true, Ordering::Release);
+    }
+}
 
 /// What a lock allows others to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,6 +327,7 @@ pub struct Lock {
     /// Dropped to stop the refresher.
     stop: Option<crossbeam_channel::Sender<()>>,
     refresher: Option<std::thread::JoinHandle<()>>,
+    handle: LockHandle,
 }
 
 impl Lock {
@@ -254,6 +337,17 @@ impl Lock {
         mode: Mode,
         command: &str,
         parent: Option<ObjectId>,
+    ) -> Result<Lock> {
+        Self::acquire_with(backend, mode, command, parent, LockTimes::default())
+    }
+
+    /// [`Lock::acquire`] with other refresh and stale times.
+    pub fn acquire_with(
+        backend: Arc<dyn Backend>,
+        mode: Mode,
+        command: &str,
+        parent: Option<ObjectId>,
+        times: LockTimes,
     ) -> Result<Lock> {
         let mut r = [0u8; 8];
         getrandom::getrandom(&mut r).expect("operating system random source failed");
@@ -280,25 +374,43 @@ impl Lock {
                 advice: c.advice(),
             });
         }
+        let handle = LockHandle {
+            state: Arc::new(LockState {
+                repo: backend.location(),
+                name: info.name.clone(),
+                lost: AtomicBool::new(false),
+                why: Mutex::new(None),
+            }),
+        };
         let info = Arc::new(Mutex::new(info));
         // Dropping the sender wakes the refresher at once (no polling).
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let refresher = {
-            let (b, i) = (backend.clone(), info.clone());
+            let (b, i, h) = (backend.clone(), info.clone(), handle.clone());
             std::thread::Builder::new()
                 .name("vmkeep-lock".into())
                 .spawn(move || {
+                    let mut last_ok = Instant::now();
                     while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                        stopped.recv_timeout(REFRESH_EVERY)
+                        stopped.recv_timeout(times.refresh_every)
                     {
                         let mut li = i.lock().expect("poisoned");
                         li.refreshed = now_unix();
-                        if let Err(e) = b.put(
-                            &format!("locks/{}", li.name),
-                            &li.encode(),
-                            Durability::Immediate,
-                        ) {
-                            log::warn!("cannot refresh lock {}: {e}", li.name);
+                        let path = format!("locks/{}", li.name);
+                        match b.put(&path, &li.encode(), Durability::Immediate) {
+                            Ok(()) => last_ok = Instant::now(),
+                            Err(e) => {
+                                let waited = last_ok.elapsed();
+                                if times.lost(waited) {
+                                    log::error!("lost lock {}: cannot refresh it: {e}", li.name);
+                                    h.lose(format!(
+                                        "not refreshed for {} s, the last try failed: {e}",
+                                        waited.as_secs()
+                                    ));
+                                    return;
+                                }
+                                log::warn!("cannot refresh lock {} (will retry): {e}", li.name);
+                            }
                         }
                     }
                 })
@@ -309,7 +421,19 @@ impl Lock {
             info,
             stop: Some(stop),
             refresher,
+            handle,
         })
+    }
+
+    /// `Err(Error::LockLost)` once the lock could not be refreshed before
+    /// it would have become stale; operations call it before committing.
+    pub fn check(&self) -> Result<()> {
+        self.handle.check()
+    }
+
+    /// A handle for pipelines to [`LockHandle::check`].
+    pub fn handle(&self) -> LockHandle {
+        self.handle.clone()
     }
 
     /// The lock's file name.

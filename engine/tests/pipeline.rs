@@ -134,6 +134,7 @@ fn job(name: &str, s: MemSource) -> DiskJob {
         chunk_size: CS,
         change_id: String::new(),
         threads: 2,
+        lock: None,
     }
 }
 

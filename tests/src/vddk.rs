@@ -291,6 +291,7 @@ pub fn backup_manifest(
         chunk_size: vmkeep_format::manifest::MIN_CHUNK_SIZE,
         change_id: String::new(),
         threads: 2,
+        lock: None,
     };
     vmkeep_engine::backup::backup_disk(repo, index, job, &vmkeep_engine::progress::NoProgress)
         .expect("backup_disk")

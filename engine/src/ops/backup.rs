@@ -26,7 +26,7 @@ use vmkeep_format::ObjectId;
 use crate::areas::AreaList;
 use crate::backup::{self, DiskJob, DiskSummary, GenerationInfo, Parent};
 use crate::index::{self, Index};
-use crate::lock::{Lock, Mode};
+use crate::lock::{Lock, LockTimes, Mode};
 use crate::progress::Progress;
 use crate::repo::{GenerationList, Repository};
 use crate::source::DiskSource;
@@ -65,6 +65,8 @@ pub struct BackupOptions {
     /// When the backup started (Unix seconds) and the local UTC offset.
     pub started: i64,
     pub utc_offset: i32,
+    /// Refresh and stale times of the backup's lock (default: SPEC.md's).
+    pub lock_times: LockTimes,
 }
 
 /// The areas a backup was given.
@@ -318,11 +320,12 @@ pub fn backup_source(
     }
     let chosen = choose_parent(repo, index, &o)?;
     let mut warnings = Vec::new();
-    let _lock = Lock::acquire(
+    let lock = Lock::acquire_with(
         repo.backend().clone(),
         Mode::Shared,
         &o.command,
         chosen.as_ref().map(|c| c.id),
+        o.lock_times,
     )?;
     // Loaded again under the lock: a forget that ran in between would have
     // removed it (the lock names the parent, so none can from now on).
@@ -384,8 +387,11 @@ pub fn backup_source(
         chunk_size: repo.config().chunk_size,
         change_id: o.change_id.clone(),
         threads: o.threads,
+        lock: Some(lock.handle()),
     };
     let disk = backup::backup_disk(repo, index, job, progress)?;
+    // The commit point: only under a lock still held.
+    lock.check()?;
     let info = GenerationInfo {
         source_kind: o.source_kind,
         source: o.lineage.clone(),

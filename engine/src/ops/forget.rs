@@ -228,6 +228,8 @@ pub fn forget(repo: &Repository, o: &ForgetOptions) -> Result<ForgetReport> {
     let mut removed = 0;
     if !o.dry_run {
         for id in &remove {
+            // Only under a lock still held (its `in_use` list is then valid).
+            own.check()?;
             repo.forget_generation(id)?;
             removed += 1;
         }

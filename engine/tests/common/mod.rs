@@ -92,6 +92,7 @@ pub fn backup(repo: &Repository, ix: &MemIndex, data: &[u8], source: &str, disk:
         chunk_size: CS,
         change_id: String::new(),
         threads: 2,
+        lock: None,
     };
     let d = backup_disk(repo, ix, job, &NoProgress).unwrap();
     let info = GenerationInfo {

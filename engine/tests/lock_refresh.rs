@@ -1,0 +1,159 @@
+//! A lock that cannot be refreshed in time stops its backup (SPEC.md §13.1).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use vmkeep_engine::backend::{Backend, Durability, LocalBackend};
+use vmkeep_engine::index::MemIndex;
+use vmkeep_engine::lock::{Lock, LockTimes, Mode};
+use vmkeep_engine::ops::backup::{backup_source, AreaMode, BackupOptions};
+use vmkeep_engine::progress::NoProgress;
+use vmkeep_engine::repo::Repository;
+use vmkeep_engine::source::{DiskSource, Extent};
+use vmkeep_engine::{Error, Result};
+use vmkeep_format::generation::SourceKind;
+
+/// A local backend whose puts of lock files fail while `failing` is set.
+struct Flaky {
+    inner: LocalBackend,
+    failing: Arc<AtomicBool>,
+}
+
+impl Backend for Flaky {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn get(&self, p: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.get(p)
+    }
+    fn size(&self, p: &str) -> Result<Option<u64>> {
+        self.inner.size(p)
+    }
+    fn put(&self, p: &str, d: &[u8], du: Durability) -> Result<()> {
+        if p.starts_with("locks/") && self.failing.load(Ordering::SeqCst) {
+            return Err(Error::storage(
+                p,
+                std::io::Error::other("injected put failure"),
+            ));
+        }
+        self.inner.put(p, d, du)
+    }
+    fn exists(&self, p: &str) -> Result<bool> {
+        self.inner.exists(p)
+    }
+    fn delete(&self, p: &str) -> Result<()> {
+        self.inner.delete(p)
+    }
+    fn list(&self, d: &str, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<()> {
+        self.inner.list(d, f)
+    }
+    fn touch(&self, p: &str) -> Result<bool> {
+        self.inner.touch(p)
+    }
+    fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+    fn modified(&self, p: &str) -> Result<Option<i64>> {
+        self.inner.modified(p)
+    }
+    fn rename(&self, a: &str, b: &str, du: Durability) -> Result<()> {
+        self.inner.rename(a, b, du)
+    }
+}
+
+/// Reads slowly; flips `failing` on after its first read.
+struct Slow {
+    data: Vec<u8>,
+    failing: Arc<AtomicBool>,
+}
+
+impl DiskSource for Slow {
+    fn describe(&self) -> String {
+        "slow".into()
+    }
+    fn capacity(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn read_at(&mut self, o: u64, b: &mut [u8]) -> Result<()> {
+        self.failing.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(40));
+        b.copy_from_slice(&self.data[o as usize..o as usize + b.len()]);
+        Ok(())
+    }
+    fn allocated(&mut self, _: u64, _: u64) -> Result<Option<Vec<Extent>>> {
+        Ok(None)
+    }
+}
+
+const TIMES: LockTimes = LockTimes {
+    refresh_every: Duration::from_millis(50),
+    stale_after: Duration::from_millis(200),
+};
+
+fn flaky(dir: &std::path::Path) -> (Arc<dyn Backend>, Arc<AtomicBool>) {
+    let failing = Arc::new(AtomicBool::new(false));
+    let b: Arc<dyn Backend> = Arc::new(Flaky {
+        inner: LocalBackend::new(dir),
+        failing: failing.clone(),
+    });
+    (b, failing)
+}
+
+#[test]
+fn a_lock_whose_refresh_fails_stops_the_backup_with_no_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(new_repo(dir.path()));
+    let (b, failing) = flaky(dir.path());
+    let repo = Repository::open(b, Some(b"pw")).unwrap();
+    let before = repo.generation_ids().unwrap();
+    let ix = MemIndex::default();
+    let data: Vec<u8> = (0..CS as usize * 24).map(|i| (i * 7 % 251) as u8).collect();
+    let o = BackupOptions {
+        lineage: "disk".into(),
+        source_kind: SourceKind::Image,
+        areas: AreaMode::Everything,
+        parent: None,
+        use_allocation: false,
+        change_id: String::new(),
+        threads: 1,
+        command: "vmkeep backup".into(),
+        started: 1_700_000_000,
+        utc_offset: 0,
+        lock_times: TIMES,
+    };
+    let src = Slow {
+        data,
+        failing: failing.clone(),
+    };
+    let e = backup_source(&repo, &ix, Box::new(src), o, &NoProgress)
+        .expect_err("a backup whose lock is lost fails");
+    let msg = e.to_string();
+    assert!(matches!(e, Error::LockLost { .. }), "{msg}");
+    assert!(msg.contains("could not be refreshed"), "{msg}");
+    assert!(msg.contains("injected put failure"), "{msg}");
+    assert_eq!(repo.generation_ids().unwrap(), before, "no new generation");
+}
+
+#[test]
+fn one_failed_refresh_then_a_good_one_keeps_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (b, failing) = flaky(dir.path());
+    let lock = Lock::acquire_with(b, Mode::Shared, "vmkeep backup", None, TIMES).unwrap();
+    let h = lock.handle();
+    // One refresh (at 50 ms) fails; the next (100 ms) succeeds, in time.
+    std::thread::sleep(Duration::from_millis(30));
+    failing.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(50));
+    failing.store(false, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(300));
+    lock.check().expect("a single failed refresh loses nothing");
+    assert!(!h.is_lost());
+    // Failing for good: lost once the next try would be too late.
+    failing.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(matches!(h.check(), Err(Error::LockLost { .. })));
+}
