@@ -12,7 +12,7 @@ use vmkeep_engine::source::{DiskSource, Extent, ImageSource};
 use vmkeep_format::generation::SourceKind;
 
 use crate::output::{count, name, size};
-use crate::{context, outln, vddk_cmd, Global, Threads};
+use crate::{cmd_vddk, context, outln, Global, Threads};
 
 /// Bytes of an image read ahead while the repository is being unlocked:
 /// the first slots, so the pipeline starts on warm data; the reader's own
@@ -37,7 +37,7 @@ pub struct BackupArgs {
     #[arg(long)]
     pub image: Option<PathBuf>,
     #[command(flatten)]
-    pub vddk: vddk_cmd::VddkDiskArgs,
+    pub vddk: cmd_vddk::VddkDiskArgs,
     /// Name of the disk lineage (generations of one disk share it).
     #[arg(long = "disk", id = "disk_name")]
     pub disk: String,
@@ -124,7 +124,7 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
     phase("unlocked the repository");
     let source: Box<dyn DiskSource> = match image {
         Some(img) => Box::new(img),
-        None => vddk_cmd::open_source(&a.vddk)?,
+        None => cmd_vddk::open_source(&a.vddk)?,
     };
     let index = context::finish_index(g, &repo, index)?;
     phase("index ready");

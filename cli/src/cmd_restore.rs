@@ -12,7 +12,7 @@ use vmkeep_engine::target::{DiskTarget, FileTarget};
 
 use crate::outln;
 use crate::output::size;
-use crate::{context, vddk_cmd, Global, Threads};
+use crate::{cmd_vddk, context, Global, Threads};
 
 #[derive(clap::Args, Debug)]
 pub struct RestoreArgs {
@@ -22,7 +22,7 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub to: Option<PathBuf>,
     #[command(flatten)]
-    pub vddk: vddk_cmd::VddkDiskArgs,
+    pub vddk: cmd_vddk::VddkDiskArgs,
     /// Which disk of the generation (needed when it has several).
     #[arg(long = "disk", id = "disk_name")]
     pub disk: Option<String>,
@@ -74,7 +74,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
     let manifest = repo.load_manifest(&disk.manifest)?;
     let mut target: Box<dyn DiskTarget> = match (&a.to, &a.vddk.disk) {
         (Some(p), None) => Box::new(FileTarget::create(p, a.force)?),
-        (None, Some(_)) => vddk_cmd::open_target(&a.vddk)?,
+        (None, Some(_)) => cmd_vddk::open_target(&a.vddk)?,
         _ => bail!("give exactly one of --to PATH or --vddk-disk PATH"),
     };
     let progress = crate::output::progress(g);

@@ -21,12 +21,12 @@ mod cmd_backup;
 mod cmd_maint;
 mod cmd_repo;
 mod cmd_restore;
+mod cmd_vddk;
+mod cmd_vsphere;
 mod context;
 mod output;
 mod password;
 mod vcargs;
-mod vddk_cmd;
-mod vsphere_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,9 +101,9 @@ pub enum Command {
     #[command(subcommand)]
     Index(cmd_repo::IndexCmd),
     /// Check a vCenter/ESXi connection.
-    Vcenter(vsphere_cmd::VcenterArgs),
+    Vcenter(cmd_vsphere::VcenterArgs),
     /// Inspect virtual machines and their Changed Block Tracking.
-    Vm(vsphere_cmd::VmArgs),
+    Vm(cmd_vsphere::VmArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -122,8 +122,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Stats => done(cmd_repo::stats(g)),
         Command::Key(k) => done(cmd_repo::key(g, k)),
         Command::Index(i) => done(cmd_repo::index(g, i)),
-        Command::Vcenter(c) => done(vsphere_cmd::run_vcenter(&c.cmd, &c.vc, g.json)),
-        Command::Vm(c) => done(vsphere_cmd::run_vm(&c.cmd, &c.vc, g.json)),
+        Command::Vcenter(c) => done(cmd_vsphere::run_vcenter(&c.cmd, &c.vc, g.json)),
+        Command::Vm(c) => done(cmd_vsphere::run_vm(&c.cmd, &c.vc, g.json)),
     }
 }
 
