@@ -48,17 +48,7 @@ pub fn run(g: &Global, a: &RestoreArgs) -> anyhow::Result<()> {
         );
     }
     let disk = match &a.disk {
-        Some(n) => gen.disks.iter().find(|d| &d.name == n).with_context(|| {
-            format!(
-                "generation {} has no disk named {n:?} (it has: {})",
-                gid.short(),
-                gen.disks
-                    .iter()
-                    .map(|d| d.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?,
+        Some(n) => vmkeep_engine::repo::disk_of(&gen, &gid, n)?,
         None if gen.disks.len() == 1 => &gen.disks[0],
         None => bail!(
             "generation {} has {} disks: choose one with --disk ({})",

@@ -94,6 +94,13 @@ pub enum Error {
     Areas { file: String, msg: String },
     #[error("parent generation {parent}: {msg}")]
     Parent { parent: String, msg: String },
+    /// A generation has no disk of the name asked for; `has` lists its disks.
+    #[error("generation {generation} has no disk named {disk:?} (it has: {has})")]
+    NoSuchDisk {
+        generation: String,
+        disk: String,
+        has: String,
+    },
     #[error("generation {generation}, disk {disk}, slot {slot}: chunk {chunk}: {msg}")]
     ChunkBad {
         generation: String,

@@ -127,17 +127,7 @@ impl<'r> DiskReader<'r> {
     ) -> Result<Self> {
         let label = generation_id.short();
         let g = repo.load_generation(generation_id)?;
-        let d = g
-            .disks
-            .iter()
-            .find(|d| d.name == disk_name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = g.disks.iter().map(|d| d.name.as_str()).collect();
-                Error::Invalid(format!(
-                    "generation {label} has no disk {disk_name:?} (its disks: {})",
-                    names.join(", ")
-                ))
-            })?;
+        let d = crate::repo::disk_of(&g, generation_id, disk_name)?;
         let manifest = repo.load_manifest(&d.manifest)?;
         if manifest.chunk_size == 0 || manifest.entries_per_page == 0 {
             return Err(Error::Invalid(format!(

@@ -107,6 +107,28 @@ pub fn id_from_path(path: &str) -> Option<ObjectId> {
 }
 
 /// Metadata key holding the commit time in Unix nanoseconds (decimal).
+/// The disk named `name` of generation `g` (id `gid`), or
+/// [`Error::NoSuchDisk`] listing the disks it has.
+pub fn disk_of<'a>(
+    g: &'a Generation,
+    gid: &ObjectId,
+    name: &str,
+) -> Result<&'a vmkeep_format::generation::DiskRef> {
+    g.disks
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| Error::NoSuchDisk {
+            generation: gid.short(),
+            disk: name.to_string(),
+            has: g
+                .disks
+                .iter()
+                .map(|d| format!("{:?}", d.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
 pub const META_COMMITTED_NS: &str = "vmkeep.committed_ns";
 
 /// The commit time of a generation in nanoseconds, 0 when not recorded.

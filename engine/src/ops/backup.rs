@@ -289,20 +289,13 @@ fn parent_disk<'a>(
     pid: &ObjectId,
     disk: &str,
 ) -> Result<&'a vmkeep_format::generation::DiskRef> {
-    g.disks
-        .iter()
-        .find(|d| d.name == disk)
-        .ok_or_else(|| Error::Parent {
+    crate::repo::disk_of(g, pid, disk).map_err(|e| match e {
+        Error::NoSuchDisk { disk, has, .. } => Error::Parent {
             parent: pid.short(),
-            msg: format!(
-                "it has no disk named {disk:?} (it has: {})",
-                g.disks
-                    .iter()
-                    .map(|d| format!("{:?}", d.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })
+            msg: format!("it has no disk named {disk:?} (it has: {has})"),
+        },
+        e => e,
+    })
 }
 
 /// Backs up `source` as the next generation of `o.lineage`.
