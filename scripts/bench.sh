@@ -105,6 +105,24 @@ run restore-latest "$vmkeep" -q restore latest --to "$work/vmkeep-restore.raw"
 cmp "$ds/gen3.raw" "$work/vmkeep-restore.raw" && echo "vmkeep restore verified byte for byte" | tee -a "$out"
 rm -f "$work/vmkeep-restore.raw"
 
+# Issue 14: two 4 GiB disks (gen0 and gen3, which share most chunks) into one
+# generation through one write session, against the same two backed up one
+# after the other; each into a fresh repository, cold cache.
+two() { # STEP CMD...
+  local step=$1; shift
+  rm -rf "$work/two-repo" "$work/two-cache"
+  VMKEEP_REPOSITORY=$work/two-repo "$vmkeep" init -q >/dev/null
+  drop; t0=$(now)
+  VMKEEP_REPOSITORY=$work/two-repo VMKEEP_CACHE_DIR=$work/two-cache "$@"
+  t1=$(now)
+  echo "vmkeep $step $(echo "$t1 - $t0" | bc) $(size "$work/two-repo")" | tee -a "$out"
+  mv "$work/two-repo" "$spent/$step-repo"; mv "$work/two-cache" "$spent/$step-cache"
+}
+two two-disks-sequential sh -c '"$0" -q --json backup --image "$1" --disk a >/dev/null &&
+  "$0" -q --json backup --image "$2" --disk b >/dev/null' "$vmkeep" "$ds/gen0.raw" "$ds/gen3.raw"
+two two-disks-one-generation sh -c '"$0" -q --json backup --image "$1" --disk a --image "$2" --disk b --lineage two >/dev/null' \
+  "$vmkeep" "$ds/gen0.raw" "$ds/gen3.raw"
+
 # Peers, same data, same run (their generations are full re-reads: they have no CBT).
 drop
 bash "$shared/bench/peers.sh" "$ds" "$work/peers" restic borg | tee -a "$out"
@@ -191,5 +209,7 @@ rc, vc = t("restic", "restore-cold-durable"), t("vmkeep", "restore-latest")
 print(f"restore, cold cache, until durable: vmkeep {vc:.2f} s, restic {rc:.2f} s (restore {t('restic', 'restore-cold'):.2f} s + sync) -> {rc / vc:.2f}x")
 print(f"verify: vmkeep {line('vmkeep', 'verify')}; restic check --read-data {line('restic', 'check')} -> {t('restic', 'check') / t('vmkeep', 'verify'):.2f}x")
 print(f"gc after forgetting gen0: vmkeep {line('vmkeep', 'gc')}; restic prune {line('restic', 'prune')} -> {t('restic', 'prune') / t('vmkeep', 'gc'):.2f}x")
+ts, to = t("vmkeep", "two-disks-sequential"), t("vmkeep", "two-disks-one-generation")
+print(f"two 4 GiB disks: one generation {to:.2f} s, one after the other {ts:.2f} s -> {ts / to:.2f}x")
 print("peak RSS KiB: " + ", ".join(f"{s}={rows[('vmkeep', s)][2]}" for s in ["backup-gen0", "backup-gen1", "restore-latest"] if ("vmkeep", s) in rows))
 PY

@@ -1,5 +1,5 @@
-//! `vmkeep backup`: one disk (image file, block device, or VDDK disk) into
-//! a new generation of its lineage, full or incremental. The work is the
+//! `vmkeep backup`: disks (image files, block devices, or a VDDK disk) into
+//! a new generation of their lineage, full or incremental. The work is the
 //! engine's ([`vmkeep_engine::ops::backup`]); this module parses, starts
 //! the read-ahead and the index while the key is derived, and prints.
 
@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use vmkeep_engine::areas::AreaList;
-use vmkeep_engine::ops::backup::{self as op, AreaMode, BackupOptions, BackupReport};
+use vmkeep_engine::ops::backup::{self as op, AreaMode, BackupOptions, BackupReport, DiskSpec};
+use vmkeep_engine::session::WriteSession;
 use vmkeep_engine::source::{DiskSource, Extent, ImageSource};
 use vmkeep_format::generation::SourceKind;
 
@@ -33,14 +34,20 @@ pub enum ReadMode {
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["image", "vddk_disk"])))]
 pub struct BackupArgs {
-    /// Disk image file or block device to back up.
+    /// Disk image file or block device to back up; repeat it to back up
+    /// several disks into one generation (each needs its --disk).
     #[arg(long)]
-    pub image: Option<PathBuf>,
+    pub image: Vec<PathBuf>,
     #[command(flatten)]
     pub vddk: cmd_vddk::VddkDiskArgs,
-    /// Name of the disk lineage (generations of one disk share it).
-    #[arg(long = "disk", id = "disk_name")]
-    pub disk: String,
+    /// Name of the disk; with one disk also the lineage's (generations of
+    /// one disk share it). Repeat it, in the order of --image, for several.
+    #[arg(long = "disk", id = "disk_name", required = true)]
+    pub disk: Vec<String>,
+    /// Name of the lineage when it is not the disk's (required with
+    /// several disks): the generation's source, e.g. the VM's name.
+    #[arg(long)]
+    pub lineage: Option<String>,
     /// Only these areas changed since the parent (lines `offset,length` in
     /// bytes, as QueryChangedDiskAreas answers); every other slot keeps the
     /// parent's entry. The parent is --parent, else the lineage's latest
@@ -90,15 +97,51 @@ fn read_ahead(img: &ImageSource, areas: Option<&AreaList>) {
         });
 }
 
+/// Checks how --image, --disk and --lineage go together (what clap
+/// cannot say); returns the lineage.
+fn check_disks(a: &BackupArgs) -> anyhow::Result<String> {
+    let sources = a.image.len().max(1);
+    if a.disk.len() != sources {
+        return Err(crate::UsageError(format!(
+            "{} --disk for {} disk source(s): give one --disk NAME per --image, in the same order",
+            a.disk.len(),
+            sources
+        ))
+        .into());
+    }
+    if sources > 1 && (a.changed_areas.is_some() || a.allocated_areas.is_some()) {
+        return Err(crate::UsageError(
+            "--changed-areas and --allocated-areas take one disk: back several disks up without them".into(),
+        )
+        .into());
+    }
+    match (&a.lineage, sources) {
+        (Some(l), _) => Ok(l.clone()),
+        (None, 1) => Ok(a.disk[0].clone()),
+        (None, _) => Err(crate::UsageError(
+            "several disks need --lineage NAME, the name their generations share".into(),
+        )
+        .into()),
+    }
+}
+
 pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
     let started = vmkeep_engine::repo::Repository::now();
     let t0 = Instant::now();
     // Where the time goes (RUST_LOG=debug).
     let phase = |what: &str| log::debug!("backup: {what} at {:.3} s", t0.elapsed().as_secs_f64());
-    op::check_name("disk name", &a.disk)?;
-    let image = match &a.image {
-        Some(p) => Some(ImageSource::open(p, a.read_mode == ReadMode::Sparse)?),
-        None => None,
+    let lineage = check_disks(a)?;
+    for d in &a.disk {
+        op::check_name("disk name", d)?;
+    }
+    let mut images = Vec::new();
+    for p in &a.image {
+        images.push(ImageSource::open(p, a.read_mode == ReadMode::Sparse)?);
+    }
+    let image = if images.len() == 1 {
+        images.pop()
+    } else {
+        None
     };
     // Read once, before anything else: a pipe has only one reader.
     let cap = image.as_ref().map(|i| i.capacity());
@@ -119,30 +162,44 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
     if let Some(img) = &image {
         read_ahead(img, listed);
     }
+    for img in &images {
+        read_ahead(img, None);
+    }
     let index = context::start_index(g, &sealed);
     let repo = context::unlock(g, sealed)?;
     phase("unlocked the repository");
-    let source: Box<dyn DiskSource> = match image {
-        Some(img) => Box::new(img),
-        None => cmd_vddk::open_source(&a.vddk)?,
+    let sources: Vec<Box<dyn DiskSource>> = match image {
+        Some(img) => vec![Box::new(img)],
+        None if !images.is_empty() => images
+            .into_iter()
+            .map(|i| Box::new(i) as Box<dyn DiskSource>)
+            .collect(),
+        None => vec![cmd_vddk::open_source(&a.vddk)?],
     };
     let index = context::finish_index(g, &repo, index)?;
     phase("index ready");
     let progress = crate::output::progress(g);
     let o = BackupOptions {
-        lineage: a.disk.clone(),
-        source_kind: SourceKind::Image,
-        areas,
         parent: a.parent.clone(),
-        use_allocation: a.read_mode == ReadMode::Sparse,
-        change_id: a.change_id.clone(),
-        threads: a.threads.threads,
         command: context::command_line(),
         started,
         utc_offset: context::utc_offset(),
-        lock_times: Default::default(),
+        ..BackupOptions::new(&lineage, SourceKind::Image)
     };
-    let r = op::backup_source(&repo, &index, source, o, progress.as_ref())?;
+    let mut areas = Some(areas);
+    let disks = sources
+        .into_iter()
+        .zip(&a.disk)
+        .map(|(source, name)| DiskSpec {
+            name: name.clone(),
+            source,
+            areas: areas.take().unwrap_or(AreaMode::Everything),
+            use_allocation: a.read_mode == ReadMode::Sparse,
+            change_id: a.change_id.clone(),
+        })
+        .collect();
+    let session = WriteSession::new(&repo, &index, a.threads.threads)?;
+    let r = op::backup(&session, disks, o, progress.as_ref())?;
     phase("committed");
     let secs = t0.elapsed().as_secs_f64();
     for w in &r.warnings {
@@ -160,26 +217,45 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
 
 fn print_summary(r: &BackupReport, secs: f64) -> anyhow::Result<()> {
     let b = &r.breakdown;
+    let what = match r.disks.as_slice() {
+        [d] if d.disk == r.source => format!("{} disk", size(r.capacity)),
+        ds => format!("{} in {}", size(r.capacity), count(ds.len() as u64, "disk")),
+    };
     outln!(
-        "generation {} of {}: {} disk, read {} in {:.1}s ({}/s)",
+        "generation {} of {}: {what}, read {} in {:.1}s ({}/s)",
         &r.generation[..8],
-        name(&r.disk),
-        size(r.capacity),
+        name(&r.source),
         size(r.read_bytes),
         secs,
         size((r.capacity as f64 / secs.max(1e-6)) as u64)
     )?;
-    if let Some(a) = &r.areas {
-        outln!(
-            "  {} areas: {} ({}) from {}",
-            a.kind,
-            count(a.count, "area"),
-            size(a.bytes),
-            a.origin
-        )?;
-    }
     if let (Some(p), Some(rule)) = (&r.parent, &r.parent_rule) {
         outln!("  parent: {} ({rule})", &p[..8])?;
+    }
+    let several = r.disks.len() > 1;
+    for d in &r.disks {
+        if several {
+            outln!(
+                "  disk {}: {}, read {}{}",
+                name(&d.disk),
+                size(d.capacity),
+                size(d.read_bytes),
+                if d.incremental {
+                    ", incremental"
+                } else {
+                    ", full"
+                }
+            )?;
+        }
+        if let Some(a) = &d.areas {
+            outln!(
+                "  {} areas: {} ({}) from {}",
+                a.kind,
+                count(a.count, "area"),
+                size(a.bytes),
+                a.origin
+            )?;
+        }
     }
     outln!(
         "  {}: {} new ({} stored), {} already stored, {} zero, {} unchanged",

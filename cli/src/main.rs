@@ -139,35 +139,46 @@ pub mod exit {
     pub const NO_SPACE: u8 = 7;
 }
 
-/// The exit code of a failure: that of the first engine error in its chain.
+/// A command line clap accepts but the command cannot use (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The exit code of a failure: that of the first engine error in its chain
+/// (an error that only names the disk it happened to is looked through).
 fn exit_code(e: &anyhow::Error) -> u8 {
-    use vmkeep_engine::Error as E;
     for cause in e.chain() {
         if cause.downcast_ref::<password::PasswordMissing>().is_some() {
             return exit::PASSWORD;
         }
-        if let Some(err) = cause.downcast_ref::<E>() {
-            return match err {
-                E::WrongPassword { .. } | E::PasswordRequired(_) | E::NoKeySlots { .. } => {
-                    exit::PASSWORD
-                }
-                E::RepoMissing(_) | E::NotARepo { .. } | E::RepoFormat { .. } => {
-                    exit::NO_REPOSITORY
-                }
-                E::ChunkBad { .. }
-                | E::Object { .. }
-                | E::ObjectMissing { .. }
-                | E::GenerationDamaged { .. } => exit::DAMAGED,
-                E::StorageFull { .. } => exit::NO_SPACE,
-                E::TargetWrite { error, .. } if error.kind() == std::io::ErrorKind::StorageFull => {
-                    exit::NO_SPACE
-                }
-                E::Locked { .. } | E::IndexBusy { .. } | E::LockLost { .. } => exit::LOCKED,
-                _ => exit::FAILURE,
-            };
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return exit::USAGE;
+        }
+        if let Some(err) = cause.downcast_ref::<vmkeep_engine::Error>() {
+            return engine_code(err);
         }
     }
     exit::FAILURE
+}
+
+/// The exit code of an engine error.
+fn engine_code(err: &vmkeep_engine::Error) -> u8 {
+    use vmkeep_engine::Error as E;
+    match err {
+        E::Disk { source, .. } => engine_code(source),
+        E::WrongPassword { .. } | E::PasswordRequired(_) | E::NoKeySlots { .. } => exit::PASSWORD,
+        E::RepoMissing(_) | E::NotARepo { .. } | E::RepoFormat { .. } => exit::NO_REPOSITORY,
+        E::ChunkBad { .. }
+        | E::Object { .. }
+        | E::ObjectMissing { .. }
+        | E::GenerationDamaged { .. } => exit::DAMAGED,
+        E::StorageFull { .. } => exit::NO_SPACE,
+        E::TargetWrite { error, .. } if error.kind() == std::io::ErrorKind::StorageFull => {
+            exit::NO_SPACE
+        }
+        E::Locked { .. } | E::IndexBusy { .. } | E::LockLost { .. } => exit::LOCKED,
+        _ => exit::FAILURE,
+    }
 }
 
 /// The error and its causes on one line, each cause once: many errors

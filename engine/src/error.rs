@@ -132,6 +132,20 @@ pub enum Error {
     },
     #[error("interrupted")]
     Interrupted,
+    /// A disk's backup stopped because another disk of the same generation
+    /// failed (that disk's error is the one reported).
+    #[error("cancelled: another disk of the generation failed")]
+    Cancelled,
+    /// One disk of a multi-disk operation failed; `source` says how.
+    #[error("disk {disk}: {source}")]
+    Disk {
+        disk: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// A second write session of one repository in one process.
+    #[error("repository {repo} already has a write session in this process")]
+    SessionOpen { repo: String },
     #[error("{0}")]
     Invalid(String),
 }

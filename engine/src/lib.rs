@@ -26,6 +26,7 @@ pub mod reader;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod session;
 pub mod source;
 pub mod stats;
 pub mod target;

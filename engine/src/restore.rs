@@ -1,13 +1,14 @@
 //! The restore pipeline for one disk of a generation.
 //!
-//! The reader walks the manifest's pages in order (each page verified
-//! against the manifest), sends chunk slots to the workers and merges runs
-//! of zero slots; the workers fetch, verify (checksum, tag, and the chunk
-//! id recomputed from the plaintext) and decode chunks in parallel; the
-//! writer (calling thread) writes them to the target in slot order. A bad
-//! chunk stops the restore with the generation, disk, slot and chunk named.
+//! An ordered pipeline ([`crate::pipeline::ordered`]): the reader walks
+//! the manifest's pages in order (each page verified against the
+//! manifest), emits chunk slots and merges runs of zero slots; the workers
+//! fetch, verify (checksum, tag, and the chunk id recomputed from the
+//! plaintext) and decode chunks in parallel; the writer (calling thread)
+//! writes them to the target in slot order. A bad chunk stops the restore
+//! with the generation, disk, slot and chunk named.
 //!
-//! Each worker keeps its read buffer and zstd context; chunks are decoded
+//! Read buffers and zstd contexts are pooled, one per busy worker; chunks are decoded
 //! into aligned buffers (so a file target can write them with direct I/O),
 //! and written buffers go back to the workers through a bounded recycling
 //! channel, so a restore allocates about `window` buffers in all. The
@@ -16,7 +17,7 @@
 //! them and one worker per core is enough (more only adds switching on a
 //! CPU-bound decode).
 
-use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use crossbeam_channel::bounded;
 use vmkeep_format::blob::BlobType;
@@ -24,7 +25,7 @@ use vmkeep_format::manifest::Manifest;
 use vmkeep_format::ObjectId;
 
 use crate::buf::AlignedBuf;
-use crate::pipeline::{Failure, Window};
+use crate::pipeline::{ordered, Emit};
 use crate::progress::Progress;
 use crate::repo::{object_path, ReadBuffers, Repository};
 use crate::target::DiskTarget;
@@ -39,29 +40,13 @@ pub struct RestoreStats {
 }
 
 enum Work {
-    Chunk { seq: u64, slot: u64, id: ObjectId },
-    Zeros { seq: u64, offset: u64, len: u64 },
+    Chunk { slot: u64, id: ObjectId },
+    Zeros { offset: u64, len: u64 },
 }
 
 enum Done {
-    Data {
-        seq: u64,
-        offset: u64,
-        data: AlignedBuf,
-    },
-    Zeros {
-        seq: u64,
-        offset: u64,
-        len: u64,
-    },
-}
-
-impl Done {
-    fn seq(&self) -> u64 {
-        match self {
-            Done::Data { seq, .. } | Done::Zeros { seq, .. } => *seq,
-        }
-    }
+    Data { offset: u64, data: AlignedBuf },
+    Zeros { offset: u64, len: u64 },
 }
 
 /// Restores the disk described by `manifest` (of generation `gen_label`)
@@ -74,23 +59,10 @@ pub fn restore_disk(
     threads: usize,
     progress: &dyn Progress,
 ) -> Result<RestoreStats> {
-    let threads = if threads == 0 {
-        crate::pipeline::default_threads()
-    } else {
-        threads
-    };
-    let failure = Failure::default();
-    let window_size = threads * 4 + 4;
-    let window = Window::new(window_size);
-    let (spare_tx, spare_rx) = bounded::<AlignedBuf>(window_size);
+    let pool = crate::pipeline::pool(threads, "vmkeep-restore")?;
+    let window = pool.current_num_threads() * 4 + 4;
+    let (spare_tx, spare_rx) = bounded::<AlignedBuf>(window);
     let chunk_size = manifest.chunk_size as usize;
-    let (work_tx, work_rx) = bounded::<Work>(threads * 2);
-    let (done_tx, done_rx) = bounded::<Done>(threads * 2);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("vmkeep-restore-{i}"))
-        .build()
-        .map_err(|e| Error::Invalid(format!("cannot start worker threads: {e}")))?;
     target.prepare(manifest.capacity)?;
     progress.start(&target.describe(), manifest.capacity);
     let bad = |slot: u64, id: &ObjectId, msg: String| Error::ChunkBad {
@@ -100,103 +72,62 @@ pub fn restore_disk(
         chunk: id.to_hex(),
         msg,
     };
+    // Read buffers and zstd contexts, one per worker at a time.
+    let buffers: Mutex<Vec<ReadBuffers>> = Mutex::new(Vec::new());
+    let work = |w: Work| -> Result<Done> {
+        Ok(match w {
+            Work::Zeros { offset, len } => Done::Zeros { offset, len },
+            Work::Chunk { slot, id } => {
+                let mut data = spare_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| AlignedBuf::new(chunk_size));
+                let mut bufs = buffers.lock().expect("poisoned").pop().unwrap_or_default();
+                let got = repo.get_object_into_slice(BlobType::Chunk, &id, &mut bufs, data.space());
+                buffers.lock().expect("poisoned").push(bufs);
+                let n = got.map_err(|e| bad(slot, &id, e.to_string()))?;
+                data.set_len(n);
+                let want = manifest.slot_len(slot);
+                if n as u64 != want {
+                    return Err(bad(
+                        slot,
+                        &id,
+                        format!("holds {n} bytes, the slot needs {want}"),
+                    ));
+                }
+                Done::Data {
+                    offset: slot * manifest.chunk_size as u64,
+                    data,
+                }
+            }
+        })
+    };
     let mut stats = RestoreStats::default();
-    std::thread::scope(|s| {
-        let (failure, window, bad) = (&failure, &window, &bad);
-        s.spawn(move || {
-            failure.guard(|| read_stage(repo, manifest, gen_label, failure, window, work_tx))
-        });
-        let pool = &pool;
-        s.spawn(move || {
-            pool.scope(|ps| {
-                for _ in 0..threads {
-                    let rx = work_rx.clone();
-                    let tx = done_tx.clone();
-                    let spare = spare_rx.clone();
-                    ps.spawn(move |_| {
-                        let mut bufs = ReadBuffers::default();
-                        failure.guard(|| {
-                            for w in rx {
-                                if failure.stopped() {
-                                    return Ok(());
-                                }
-                                let d = match w {
-                                    Work::Zeros { seq, offset, len } => {
-                                        Done::Zeros { seq, offset, len }
-                                    }
-                                    Work::Chunk { seq, slot, id } => {
-                                        let mut data = spare
-                                            .try_recv()
-                                            .unwrap_or_else(|_| AlignedBuf::new(chunk_size));
-                                        let n = repo
-                                            .get_object_into_slice(
-                                                BlobType::Chunk,
-                                                &id,
-                                                &mut bufs,
-                                                data.space(),
-                                            )
-                                            .map_err(|e| bad(slot, &id, e.to_string()))?;
-                                        data.set_len(n);
-                                        let want = manifest.slot_len(slot);
-                                        if n as u64 != want {
-                                            return Err(bad(
-                                                slot,
-                                                &id,
-                                                format!("holds {n} bytes, the slot needs {want}"),
-                                            ));
-                                        }
-                                        Done::Data {
-                                            seq,
-                                            offset: slot * manifest.chunk_size as u64,
-                                            data,
-                                        }
-                                    }
-                                };
-                                if tx.send(d).is_err() {
-                                    return Ok(());
-                                }
-                            }
-                            Ok(())
-                        })
-                    });
+    let result = ordered(
+        &pool,
+        window,
+        |emit| read_stage(repo, manifest, gen_label, emit),
+        &work,
+        |d| {
+            match d {
+                Done::Data { offset, data } => {
+                    let bytes = data.as_slice();
+                    target.write_at(offset, bytes)?;
+                    stats.data_bytes += bytes.len() as u64;
+                    stats.chunks += 1;
+                    progress.advance(bytes.len() as u64);
+                    let _ = spare_tx.try_send(data);
                 }
-            });
-        });
-        failure.guard(|| {
-            let mut held = BTreeMap::new();
-            let mut next = 0u64;
-            for d in done_rx {
-                held.insert(d.seq(), d);
-                while let Some(d) = held.remove(&next) {
-                    match d {
-                        Done::Data { offset, data, .. } => {
-                            let bytes = data.as_slice();
-                            target.write_at(offset, bytes)?;
-                            stats.data_bytes += bytes.len() as u64;
-                            stats.chunks += 1;
-                            progress.advance(bytes.len() as u64);
-                            let _ = spare_tx.try_send(data);
-                        }
-                        Done::Zeros { offset, len, .. } => {
-                            target.write_zeros(offset, len)?;
-                            stats.zero_bytes += len;
-                            progress.advance(len);
-                        }
-                    }
-                    window.release();
-                    next += 1;
-                }
-                if failure.stopped() {
-                    return Ok(());
+                Done::Zeros { offset, len } => {
+                    target.write_zeros(offset, len)?;
+                    stats.zero_bytes += len;
+                    progress.advance(len);
                 }
             }
             Ok(())
-        });
-    });
+        },
+    );
     progress.finish();
-    if let Some(e) = failure.take() {
-        return Err(e);
-    }
+    result?;
     if stats.data_bytes + stats.zero_bytes != manifest.capacity {
         return Err(Error::Invalid(format!(
             "internal error: restored {} of {} bytes",
@@ -216,20 +147,11 @@ fn read_stage(
     repo: &Repository,
     m: &Manifest,
     gen_label: &str,
-    failure: &Failure,
-    window: &Window,
-    tx: crossbeam_channel::Sender<Work>,
+    emit: &mut Emit<'_, '_, Work, Done>,
 ) -> Result<()> {
     let cs = m.chunk_size as u64;
-    let mut seq = 0u64;
     let mut zero_run: Option<(u64, u64)> = None; // (offset, len)
-    let send = |w: Work, seq: &mut u64| -> bool {
-        if !window.acquire(failure) || tx.send(w).is_err() {
-            return false;
-        }
-        *seq += 1;
-        true
-    };
+    let mut send = |w: Work| emit.emit(w);
     for (p, pid) in m.pages.iter().enumerate() {
         let page = repo.load_page(pid).map_err(|e| Error::ChunkBad {
             generation: gen_label.to_string(),
@@ -257,14 +179,7 @@ fn read_stage(
                 zero_run = match zero_run {
                     Some((o, l)) if l < 1024 * cs => Some((o, l + len)),
                     Some((o, l)) => {
-                        if !send(
-                            Work::Zeros {
-                                seq,
-                                offset: o,
-                                len: l,
-                            },
-                            &mut seq,
-                        ) {
+                        if !send(Work::Zeros { offset: o, len: l }) {
                             return Ok(());
                         }
                         Some((slot * cs, len))
@@ -274,31 +189,17 @@ fn read_stage(
                 continue;
             }
             if let Some((o, l)) = zero_run.take() {
-                if !send(
-                    Work::Zeros {
-                        seq,
-                        offset: o,
-                        len: l,
-                    },
-                    &mut seq,
-                ) {
+                if !send(Work::Zeros { offset: o, len: l }) {
                     return Ok(());
                 }
             }
-            if !send(Work::Chunk { seq, slot, id: *id }, &mut seq) {
+            if !send(Work::Chunk { slot, id: *id }) {
                 return Ok(());
             }
         }
     }
     if let Some((o, l)) = zero_run.take() {
-        send(
-            Work::Zeros {
-                seq,
-                offset: o,
-                len: l,
-            },
-            &mut seq,
-        );
+        send(Work::Zeros { offset: o, len: l });
     }
     Ok(())
 }

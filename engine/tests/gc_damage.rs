@@ -409,7 +409,7 @@ fn gc_reports_garbage_kept_as_newer_than_the_cut_off() {
     let started = Repository::now() - 3600;
     let lock = format!(
         "{{\"host\":\"{}\",\"pid\":{},\"command\":\"vmkeep backup old\",\"mode\":\"shared\",\"started\":{started},\"refreshed\":{},\"parent\":null}}\n",
-        vmkeep_engine::backup::hostname(),
+        vmkeep_engine::host::hostname(),
         std::process::id(),
         Repository::now()
     );

@@ -10,9 +10,10 @@ use common::*;
 use vmkeep_engine::backend::{Backend, Durability, LocalBackend};
 use vmkeep_engine::index::MemIndex;
 use vmkeep_engine::lock::{Lock, LockTimes, Mode};
-use vmkeep_engine::ops::backup::{backup_source, AreaMode, BackupOptions};
+use vmkeep_engine::ops::backup::{backup_source, AreaMode, BackupOptions, DiskSpec};
 use vmkeep_engine::progress::NoProgress;
 use vmkeep_engine::repo::Repository;
+use vmkeep_engine::session::WriteSession;
 use vmkeep_engine::source::{DiskSource, Extent};
 use vmkeep_engine::{Error, Result};
 use vmkeep_format::generation::SourceKind;
@@ -113,23 +114,24 @@ fn a_lock_whose_refresh_fails_stops_the_backup_with_no_generation() {
     let ix = MemIndex::default();
     let data: Vec<u8> = (0..CS as usize * 24).map(|i| (i * 7 % 251) as u8).collect();
     let o = BackupOptions {
-        lineage: "disk".into(),
-        source_kind: SourceKind::Image,
-        areas: AreaMode::Everything,
-        parent: None,
-        use_allocation: false,
-        change_id: String::new(),
-        threads: 1,
         command: "vmkeep backup".into(),
         started: 1_700_000_000,
-        utc_offset: 0,
         lock_times: TIMES,
+        ..BackupOptions::new("disk", SourceKind::Image)
     };
     let src = Slow {
         data,
         failing: failing.clone(),
     };
-    let e = backup_source(&repo, &ix, Box::new(src), o, &NoProgress)
+    let disk = DiskSpec {
+        name: "disk".into(),
+        source: Box::new(src),
+        areas: AreaMode::Everything,
+        use_allocation: false,
+        change_id: String::new(),
+    };
+    let session = WriteSession::new(&repo, &ix, 1).unwrap();
+    let e = backup_source(&session, disk, o, &NoProgress)
         .expect_err("a backup whose lock is lost fails");
     let msg = e.to_string();
     assert!(matches!(e, Error::LockLost { .. }), "{msg}");

@@ -14,6 +14,7 @@ use vmkeep_engine::index::MemIndex;
 use vmkeep_engine::progress::NoProgress;
 use vmkeep_engine::repo::{object_path, InitOptions, Repository};
 use vmkeep_engine::restore::restore_disk;
+use vmkeep_engine::session::WriteSession;
 use vmkeep_engine::source::{DiskSource, Extent};
 use vmkeep_engine::target::DiskTarget;
 use vmkeep_engine::{Error, Result};
@@ -133,8 +134,8 @@ fn job(name: &str, s: MemSource) -> DiskJob {
         parent: None,
         chunk_size: CS,
         change_id: String::new(),
-        threads: 2,
         lock: None,
+        cancel: None,
     }
 }
 
@@ -180,7 +181,7 @@ proptest! {
         let r = repo(d.path(), enc);
         let ix = MemIndex::new();
         let v0 = Arc::new(disk(seed, len));
-        let g0 = backup_disk(&r, &ix, job("d", src(&v0)), &NoProgress).unwrap();
+        let g0 = backup_disk(&WriteSession::new(&r, &ix, 2).unwrap(), job("d", src(&v0)), &NoProgress).unwrap();
         let mut v1 = (*v0).clone();
         let mut areas: Vec<Extent> = Vec::new();
         for (pos, n, byte) in writes {
@@ -202,8 +203,8 @@ proptest! {
         let mut j = job("d", src(&v1));
         j.areas = Some(Box::new(merged.into_iter().map(Ok)));
         j.parent = Some(Parent { label: "g0".into(), manifest: g0.manifest.clone() });
-        let inc = backup_disk(&r, &ix, j, &NoProgress).unwrap();
-        let full = backup_disk(&r, &ix, job("d", src(&v1)), &NoProgress).unwrap();
+        let inc = backup_disk(&WriteSession::new(&r, &ix, 2).unwrap(), j, &NoProgress).unwrap();
+        let full = backup_disk(&WriteSession::new(&r, &ix, 2).unwrap(), job("d", src(&v1)), &NoProgress).unwrap();
         prop_assert_eq!(&inc.manifest.pages, &full.manifest.pages);
         prop_assert_eq!(full.manifest.stats.new_chunks, 0);
         prop_assert!(restore(&r, &inc) == *v1);
@@ -220,7 +221,12 @@ fn allocation_mode_skips_unallocated_slots_and_agrees_with_full() {
     v[5 * CS as usize..7 * CS as usize].fill(7);
     v[30 * CS as usize + 100] = 1;
     let v = Arc::new(v);
-    let full = backup_disk(&r, &ix, job("d", src(&v)), &NoProgress).unwrap();
+    let full = backup_disk(
+        &WriteSession::new(&r, &ix, 2).unwrap(),
+        job("d", src(&v)),
+        &NoProgress,
+    )
+    .unwrap();
     let mut s = src(&v);
     s.alloc = Some(vec![
         Extent {
@@ -235,7 +241,7 @@ fn allocation_mode_skips_unallocated_slots_and_agrees_with_full() {
     let reads = s.reads.clone();
     let mut j = job("d", s);
     j.use_allocation = true;
-    let sparse = backup_disk(&r, &ix, j, &NoProgress).unwrap();
+    let sparse = backup_disk(&WriteSession::new(&r, &ix, 2).unwrap(), j, &NoProgress).unwrap();
     assert_eq!(
         *reads.lock().unwrap(),
         3,
@@ -252,7 +258,12 @@ fn a_failing_read_stops_the_backup_and_leaves_earlier_generations_intact() {
     let r = repo(d.path(), true);
     let ix = MemIndex::new();
     let v0 = Arc::new(disk(3, 50 * CS as usize));
-    let g0 = backup_disk(&r, &ix, job("d", src(&v0)), &NoProgress).unwrap();
+    let g0 = backup_disk(
+        &WriteSession::new(&r, &ix, 2).unwrap(),
+        job("d", src(&v0)),
+        &NoProgress,
+    )
+    .unwrap();
     let info = GenerationInfo {
         source_kind: SourceKind::Image,
         source: "d".into(),
@@ -265,9 +276,13 @@ fn a_failing_read_stops_the_backup_and_leaves_earlier_generations_intact() {
     let v1 = Arc::new(disk(4, 50 * CS as usize));
     let mut s = src(&v1);
     s.fail_at = Some(20);
-    let e = backup_disk(&r, &ix, job("d", s), &NoProgress)
-        .unwrap_err()
-        .to_string();
+    let e = backup_disk(
+        &WriteSession::new(&r, &ix, 2).unwrap(),
+        job("d", s),
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(
         e.contains("injected read failure") && e.contains("memory disk"),
         "{e}"
@@ -282,7 +297,12 @@ fn a_damaged_chunk_fails_the_restore_naming_generation_slot_and_chunk() {
     let r = repo(d.path(), true);
     let ix = MemIndex::new();
     let v = Arc::new(disk(5, 10 * CS as usize));
-    let g = backup_disk(&r, &ix, job("disk-x", src(&v)), &NoProgress).unwrap();
+    let g = backup_disk(
+        &WriteSession::new(&r, &ix, 2).unwrap(),
+        job("disk-x", src(&v)),
+        &NoProgress,
+    )
+    .unwrap();
     // Flip one bit of the chunk in slot 2.
     let page = r.load_page(&g.manifest.pages[0]).unwrap();
     let victim = page.entries[2];
@@ -321,8 +341,18 @@ fn same_content_twice_stores_nothing_new_and_shares_pages() {
     let r = repo(d.path(), false);
     let ix = MemIndex::new();
     let v = Arc::new(disk(9, 3000 * 1024));
-    let a = backup_disk(&r, &ix, job("d", src(&v)), &NoProgress).unwrap();
-    let b = backup_disk(&r, &ix, job("d", src(&v)), &NoProgress).unwrap();
+    let a = backup_disk(
+        &WriteSession::new(&r, &ix, 2).unwrap(),
+        job("d", src(&v)),
+        &NoProgress,
+    )
+    .unwrap();
+    let b = backup_disk(
+        &WriteSession::new(&r, &ix, 2).unwrap(),
+        job("d", src(&v)),
+        &NoProgress,
+    )
+    .unwrap();
     assert!(a.manifest.stats.new_chunks > 0);
     assert_eq!(b.manifest.stats.new_chunks, 0);
     assert_eq!(b.manifest.stats.new_stored_bytes, 0);
@@ -335,10 +365,20 @@ fn a_stale_index_entry_is_detected_and_the_chunk_stored_again() {
     let r = repo(d.path(), true);
     let ix = MemIndex::new();
     let v = Arc::new(disk(11, 8 * CS as usize));
-    let a = backup_disk(&r, &ix, job("d", src(&v)), &NoProgress).unwrap();
+    let a = backup_disk(
+        &WriteSession::new(&r, &ix, 2).unwrap(),
+        job("d", src(&v)),
+        &NoProgress,
+    )
+    .unwrap();
     // Delete every chunk behind the index's back (as quarantine or gc would).
     std::fs::remove_dir_all(d.path().join("repo/chunks")).unwrap();
-    let b = backup_disk(&r, &ix, job("d", src(&v)), &NoProgress).unwrap();
+    let b = backup_disk(
+        &WriteSession::new(&r, &ix, 2).unwrap(),
+        job("d", src(&v)),
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(b.manifest.stats.new_chunks, a.manifest.stats.new_chunks);
     assert_eq!(restore(&r, &b), *v);
 }
@@ -349,14 +389,19 @@ fn parent_of_another_size_is_refused() {
     let r = repo(d.path(), false);
     let ix = MemIndex::new();
     let v = Arc::new(disk(1, 4 * CS as usize));
-    let a = backup_disk(&r, &ix, job("d", src(&v)), &NoProgress).unwrap();
+    let a = backup_disk(
+        &WriteSession::new(&r, &ix, 2).unwrap(),
+        job("d", src(&v)),
+        &NoProgress,
+    )
+    .unwrap();
     let w = Arc::new(disk(1, 5 * CS as usize));
     let mut j = job("d", src(&w));
     j.parent = Some(Parent {
         label: "g-old".into(),
         manifest: a.manifest,
     });
-    let e = backup_disk(&r, &ix, j, &NoProgress)
+    let e = backup_disk(&WriteSession::new(&r, &ix, 2).unwrap(), j, &NoProgress)
         .unwrap_err()
         .to_string();
     assert!(e.contains("g-old") && e.contains("full backup"), "{e}");
@@ -370,7 +415,12 @@ fn latest_is_the_last_committed_even_within_one_second() {
     let mut committed = Vec::new();
     for seed in 1..=6u64 {
         let v = Arc::new(disk(seed, 2 * CS as usize));
-        let res = backup_disk(&r, &ix, job("d", src(&v)), &NoProgress).unwrap();
+        let res = backup_disk(
+            &WriteSession::new(&r, &ix, 2).unwrap(),
+            job("d", src(&v)),
+            &NoProgress,
+        )
+        .unwrap();
         let info = GenerationInfo {
             source_kind: SourceKind::Image,
             source: "d".into(),
@@ -412,7 +462,12 @@ fn file_target_restores_byte_for_byte_with_an_odd_tail() {
     let z = 2 * CS as usize;
     data[z..z + CS as usize].fill(0); // one zero slot: a hole
     let data = Arc::new(data);
-    let res = backup_disk(&r, &ix, job("odd", src(&data)), &NoProgress).unwrap();
+    let res = backup_disk(
+        &WriteSession::new(&r, &ix, 2).unwrap(),
+        job("odd", src(&data)),
+        &NoProgress,
+    )
+    .unwrap();
     let out = d.path().join("restored.raw");
     std::fs::write(&out, vec![0xffu8; 9 * CS as usize]).unwrap(); // stale, longer
     let mut t = FileTarget::create(&out, true).unwrap();

@@ -290,12 +290,16 @@ pub fn backup_manifest(
         parent: None,
         chunk_size: vmkeep_format::manifest::MIN_CHUNK_SIZE,
         change_id: String::new(),
-        threads: 2,
         lock: None,
+        cancel: None,
     };
-    vmkeep_engine::backup::backup_disk(repo, index, job, &vmkeep_engine::progress::NoProgress)
-        .expect("backup_disk")
-        .manifest
+    vmkeep_engine::backup::backup_disk(
+        &vmkeep_engine::session::WriteSession::new(repo, index, 2).expect("session"),
+        job,
+        &vmkeep_engine::progress::NoProgress,
+    )
+    .expect("backup_disk")
+    .manifest
 }
 
 /// A fresh unencrypted repository in `dir` and an in-memory index.

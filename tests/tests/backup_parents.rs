@@ -81,8 +81,8 @@ fn a_changed_areas_list_from_a_pipe_is_read() {
     );
     let v: Value = serde_json::from_str(text.trim()).unwrap();
     assert_eq!(n(&v, "read_bytes"), K64, "{v}");
-    assert_eq!(v["areas"]["count"], 1, "{v}");
-    assert_eq!(v["areas"]["bytes"], 4096, "{v}");
+    assert_eq!(v["disks"][0]["areas"]["count"], 1, "{v}");
+    assert_eq!(v["disks"][0]["areas"]["bytes"], 4096, "{v}");
     assert_eq!(v["breakdown"]["unchanged"], 31, "{v}");
     adds_up(&v);
     rig.assert_restores(&gen(&v), &img);
@@ -175,7 +175,7 @@ fn a_changed_areas_list_without_a_parent_continues_the_lineage() {
     write_areas(&alloc, &allocated_areas(&other));
     let v = rig.backup(&other, "new-disk", &["--allocated-areas", s(&alloc)]);
     assert!(v["parent"].is_null(), "{v}");
-    assert_eq!(v["areas"]["kind"], "allocated", "{v}");
+    assert_eq!(v["disks"][0]["areas"]["kind"], "allocated", "{v}");
     adds_up(&v);
     rig.assert_restores(&gen(&v), &other);
     // It takes no parent, and not both kinds of list: usage errors.

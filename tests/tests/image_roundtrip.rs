@@ -65,7 +65,7 @@ fn qemu_img_sparse_raw_image_restores_byte_identical() {
     write_at(&img, 20 * MIB, &text_bytes(2, 2 * MIB as usize));
     let b = rig.backup(&img, "d1", &[]);
     assert_eq!(n(&b, "capacity"), 48 * MIB);
-    assert_eq!(n(&b, "chunk_size"), MIB);
+    assert_eq!(n(&b["disks"][0], "chunk_size"), MIB);
     assert!(n(&b, "zero_slots") >= 35, "{b}");
     assert!(
         n(&b, "read_bytes") < 48 * MIB,

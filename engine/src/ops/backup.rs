@@ -1,10 +1,14 @@
-//! The backup operation for one disk lineage: choose the parent, take the
-//! lock, run the pipeline ([`crate::backup`]), commit the generation.
+//! The backup operation: a set of disk sources into one generation of a
+//! lineage. Choose the parent, take the lock, back the disks up
+//! concurrently through the write session ([`crate::backup`]), commit the
+//! generation.
 //!
-//! Nouns: the *lineage* is the name every generation of one disk shares
-//! (the generation's source); an [`AreaMode`] says which areas of the disk
-//! to read; the *parent* is the generation whose entries the slots outside
-//! a changed-areas list keep.
+//! Nouns: the *lineage* is the name every generation of one source (an
+//! image, a VM) shares (the generation's source); a [`DiskSpec`] is one
+//! disk to read, with an [`AreaMode`] that says which of its areas; the
+//! *parent* is the generation whose entries the slots outside a
+//! changed-areas list keep (each disk continues the parent's disk of the
+//! same name).
 //!
 //! Invariants (SPEC.md §12):
 //! - a changed-areas list always has a parent: the one named, else the
@@ -17,18 +21,25 @@
 //!   damaged generation of the same lineage (or of unknown lineage) could
 //!   be newer: the list might be relative to that one;
 //! - the parent is reloaded under the backup's lock, which names it, so a
-//!   concurrent `forget` cannot remove it.
+//!   concurrent `forget` cannot remove it;
+//! - the generation is committed only when every disk finished: if one
+//!   fails, the others are stopped, nothing is committed, and the error
+//!   names the disk.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use vmkeep_format::generation::{Generation, SourceKind};
 use vmkeep_format::ObjectId;
 
 use crate::areas::AreaList;
-use crate::backup::{self, DiskJob, DiskSummary, GenerationInfo, Parent};
+use crate::backup::{self, DiskJob, DiskResult, DiskSummary, GenerationInfo, Parent};
 use crate::index::{self, Index};
 use crate::lock::{Lock, LockTimes, Mode};
 use crate::progress::Progress;
 use crate::repo::{GenerationList, Repository};
+use crate::session::WriteSession;
 use crate::source::DiskSource;
 use crate::{Error, Result};
 
@@ -46,20 +57,28 @@ pub enum AreaMode {
     Allocated(AreaList),
 }
 
-/// What to back up and how.
-pub struct BackupOptions {
-    /// The lineage (and disk) name.
-    pub lineage: String,
-    pub source_kind: SourceKind,
+/// One disk to back up.
+pub struct DiskSpec {
+    /// The disk's name in the generation (unique within it); an
+    /// incremental continues the parent's disk of this name.
+    pub name: String,
+    pub source: Box<dyn DiskSource>,
     pub areas: AreaMode,
-    /// `None`, `latest`, `latest:NAME` or an id prefix.
-    pub parent: Option<String>,
     /// Ask the source which ranges are allocated (holes read as zeros).
     pub use_allocation: bool,
     /// CBT change id to record for the next incremental.
     pub change_id: String,
-    /// Worker threads (0: one per core).
-    pub threads: usize,
+}
+
+/// How to back up a set of disks into one generation.
+pub struct BackupOptions {
+    /// The lineage name (the generation's source).
+    pub lineage: String,
+    pub source_kind: SourceKind,
+    /// `None`, `latest`, `latest:NAME` or an id prefix.
+    pub parent: Option<String>,
+    /// Disks read at once (0: all of them).
+    pub parallel_disks: usize,
     /// The command line, for the lock file.
     pub command: String,
     /// When the backup started (Unix seconds) and the local UTC offset.
@@ -67,6 +86,26 @@ pub struct BackupOptions {
     pub utc_offset: i32,
     /// Refresh and stale times of the backup's lock (default: SPEC.md's).
     pub lock_times: LockTimes,
+    /// Generation metadata (SPEC.md §8) besides what the engine records.
+    pub metadata: Vec<(String, Vec<u8>)>,
+}
+
+impl BackupOptions {
+    /// Options for a backup of `lineage` started now, with SPEC.md's lock
+    /// times and every disk at once.
+    pub fn new(lineage: &str, source_kind: SourceKind) -> Self {
+        BackupOptions {
+            lineage: lineage.to_string(),
+            source_kind,
+            parent: None,
+            parallel_disks: 0,
+            command: String::new(),
+            started: crate::host::now_unix(),
+            utc_offset: 0,
+            lock_times: LockTimes::default(),
+            metadata: Vec::new(),
+        }
+    }
 }
 
 /// The areas a backup was given.
@@ -88,19 +127,15 @@ pub struct Breakdown {
     pub unchanged: u64,
 }
 
-/// What a backup did.
+/// What a backup did to one disk.
 #[derive(Clone, Debug, Serialize)]
-pub struct BackupReport {
-    pub generation: String,
-    pub source: String,
+pub struct DiskReport {
     pub disk: String,
     pub manifest: String,
     pub capacity: u64,
     pub chunk_size: u32,
-    pub parent: Option<String>,
-    /// How the parent was chosen (`named`, `latest of the lineage`), when
-    /// there is one.
-    pub parent_rule: Option<String>,
+    /// Whether the disk continued the parent's disk of its name.
+    pub incremental: bool,
     pub areas: Option<AreasReport>,
     pub slots: u64,
     pub breakdown: Breakdown,
@@ -109,6 +144,31 @@ pub struct BackupReport {
     pub reread_slots: u64,
     /// The manifest's counters (SPEC.md §7.2): data + zero = slots;
     /// reused slots are among them.
+    pub data_slots: u64,
+    pub zero_slots: u64,
+    pub reused_slots: u64,
+    pub read_bytes: u64,
+    pub new_chunks: u64,
+    pub new_plain_bytes: u64,
+    pub new_stored_bytes: u64,
+    pub dedup_chunks: u64,
+}
+
+/// What a backup did: the generation, and per disk. The counters at the
+/// top are the sums over the disks.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupReport {
+    pub generation: String,
+    pub source: String,
+    pub parent: Option<String>,
+    /// How the parent was chosen (`named`, `latest of the lineage`), when
+    /// there is one.
+    pub parent_rule: Option<String>,
+    pub disks: Vec<DiskReport>,
+    pub capacity: u64,
+    pub slots: u64,
+    pub breakdown: Breakdown,
+    pub reread_slots: u64,
     pub data_slots: u64,
     pub zero_slots: u64,
     pub reused_slots: u64,
@@ -169,21 +229,24 @@ struct Chosen {
     warnings: Vec<String>,
 }
 
+/// Chooses the parent: the one named, else the lineage's newest when a
+/// disk has a changed-areas list (`changed`), else none.
 fn choose_parent(
     repo: &Repository,
     index: &dyn Index,
     o: &BackupOptions,
+    changed: bool,
+    allocated: bool,
 ) -> Result<Option<Chosen>> {
-    let changed = matches!(o.areas, AreaMode::Changed(_));
-    let spec = match (&o.parent, &o.areas) {
-        (Some(_), AreaMode::Allocated(_)) => {
+    let spec = match &o.parent {
+        Some(_) if allocated => {
             return Err(Error::Invalid(
                 "an allocated-areas backup is a full backup: it takes no parent".into(),
             ))
         }
-        (Some(s), _) => s.clone(),
-        (None, AreaMode::Changed(_)) => "latest".to_string(),
-        (None, _) => return Ok(None),
+        Some(s) => s.clone(),
+        None if changed => "latest".to_string(),
+        None => return Ok(None),
     };
     let mut warnings = Vec::new();
     if spec != "latest" {
@@ -298,20 +361,61 @@ fn parent_disk<'a>(
     })
 }
 
-/// Backs up `source` as the next generation of `o.lineage`.
+/// Backs up one disk as the next generation of `o.lineage` (the common
+/// case of an image; see [`backup`]).
 pub fn backup_source(
-    repo: &Repository,
-    index: &dyn Index,
-    source: Box<dyn DiskSource>,
+    session: &WriteSession<'_>,
+    disk: DiskSpec,
     o: BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
-    check_name("disk name", &o.lineage)?;
-    let capacity = source.capacity();
-    if let AreaMode::Changed(a) | AreaMode::Allocated(a) = &o.areas {
-        a.check_within(capacity)?;
+    backup(session, vec![disk], o, progress)
+}
+
+/// A disk ready to run: its job and what the report says of its areas.
+struct Prepared {
+    name: String,
+    job: DiskJob,
+    areas: Option<AreasReport>,
+    incremental: bool,
+}
+
+/// Backs up `disks` into one new generation of `o.lineage` through
+/// `session`, reading up to `o.parallel_disks` disks at once. See the
+/// module's invariants.
+pub fn backup(
+    session: &WriteSession<'_>,
+    disks: Vec<DiskSpec>,
+    o: BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
+    let (repo, index) = (session.repo(), session.index());
+    check_name("lineage name", &o.lineage)?;
+    if disks.is_empty() {
+        return Err(Error::Invalid("a backup needs at least one disk".into()));
     }
-    let chosen = choose_parent(repo, index, &o)?;
+    let mut names = std::collections::HashSet::new();
+    for d in &disks {
+        check_name("disk name", &d.name)?;
+        if !names.insert(d.name.as_str()) {
+            return Err(Error::BadName {
+                what: "disk name",
+                name: d.name.clone(),
+                msg: "two disks of the backup have it".into(),
+            });
+        }
+        if let AreaMode::Changed(a) | AreaMode::Allocated(a) = &d.areas {
+            a.check_within(d.source.capacity())
+                .map_err(|e| disk_error(&d.name, disks.len(), e))?;
+        }
+    }
+    let changed = disks
+        .iter()
+        .any(|d| matches!(d.areas, AreaMode::Changed(_)));
+    let allocated = disks
+        .iter()
+        .any(|d| matches!(d.areas, AreaMode::Allocated(_)));
+    let chosen = choose_parent(repo, index, &o, changed, allocated)?;
     let mut warnings = Vec::new();
     let lock = Lock::acquire_with(
         repo.backend().clone(),
@@ -322,7 +426,7 @@ pub fn backup_source(
     )?;
     // Loaded again under the lock: a forget that ran in between would have
     // removed it (the lock names the parent, so none can from now on).
-    let parent = match &chosen {
+    let parent_gen = match &chosen {
         None => None,
         Some(c) => {
             warnings.extend(c.warnings.iter().cloned());
@@ -330,36 +434,164 @@ pub fn backup_source(
                 parent: c.id.short(),
                 msg: e.to_string(),
             })?;
-            let d = parent_disk(&g, &c.id, &o.lineage)?;
-            if d.capacity != capacity {
-                return Err(Error::Parent {
-                    parent: c.id.short(),
-                    msg: format!(
-                        "disk {:?} had {} bytes, {} has {capacity}: the disk changed size, \
-                         take a full backup (no --parent, no --changed-areas)",
-                        d.name,
-                        d.capacity,
-                        source.describe()
-                    ),
-                });
-            }
-            let manifest = repo.load_manifest(&d.manifest).map_err(|e| Error::Parent {
-                parent: c.id.short(),
-                msg: e.to_string(),
-            })?;
-            Some(Parent {
-                label: c.id.short(),
-                manifest,
-            })
+            Some((c, g))
         }
     };
     // Whatever any host quarantined stays out of this index.
     index::forget_quarantined(repo, index)?;
-    let (areas_report, areas) = match &o.areas {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let n = disks.len();
+    let mut prepared = Vec::with_capacity(n);
+    for d in disks {
+        let name = d.name.clone();
+        let p = prepare(repo, d, parent_gen.as_ref(), &lock, &cancel, &mut warnings)
+            .map_err(|e| disk_error(&name, n, e))?;
+        prepared.push(p);
+    }
+    let total: u64 = prepared.iter().map(|p| p.job.source.capacity()).sum();
+    progress.start(
+        &if n == 1 {
+            prepared[0].job.source.describe()
+        } else {
+            format!("{n} disks")
+        },
+        total,
+    );
+    let results = run_disks(session, prepared, o.parallel_disks, &cancel, progress);
+    progress.finish();
+    let results = results?;
+    // The commit point: only under a lock still held.
+    lock.check()?;
+    let info = GenerationInfo {
+        source_kind: o.source_kind,
+        source: o.lineage.clone(),
+        parent: chosen.as_ref().map(|c| c.id),
+        started: o.started,
+        utc_offset: o.utc_offset,
+        metadata: o.metadata,
+    };
+    let finished: Vec<_> = results.iter().map(|(_, r)| r.clone()).collect();
+    let (gid, _) = backup::commit_generation(repo, info, &finished)?;
+    index.meta_put(&source_key(&gid), o.lineage.as_bytes())?;
+    let mut report = BackupReport {
+        generation: gid.to_hex(),
+        source: o.lineage,
+        parent: chosen.as_ref().map(|c| c.id.to_hex()),
+        parent_rule: chosen.as_ref().map(|c| c.rule.to_string()),
+        disks: Vec::with_capacity(n),
+        capacity: 0,
+        slots: 0,
+        breakdown: Breakdown {
+            new: 0,
+            already_stored: 0,
+            zero: 0,
+            unchanged: 0,
+        },
+        reread_slots: 0,
+        data_slots: 0,
+        zero_slots: 0,
+        reused_slots: 0,
+        read_bytes: 0,
+        new_chunks: 0,
+        new_plain_bytes: 0,
+        new_stored_bytes: 0,
+        dedup_chunks: 0,
+        warnings,
+    };
+    for (p, disk) in results {
+        let r = disk_report(p, disk, &mut report.warnings);
+        report.capacity += r.capacity;
+        report.slots += r.slots;
+        report.breakdown.new += r.breakdown.new;
+        report.breakdown.already_stored += r.breakdown.already_stored;
+        report.breakdown.zero += r.breakdown.zero;
+        report.breakdown.unchanged += r.breakdown.unchanged;
+        report.reread_slots += r.reread_slots;
+        report.data_slots += r.data_slots;
+        report.zero_slots += r.zero_slots;
+        report.reused_slots += r.reused_slots;
+        report.read_bytes += r.read_bytes;
+        report.new_chunks += r.new_chunks;
+        report.new_plain_bytes += r.new_plain_bytes;
+        report.new_stored_bytes += r.new_stored_bytes;
+        report.dedup_chunks += r.dedup_chunks;
+        report.disks.push(r);
+    }
+    Ok(report)
+}
+
+/// Names the disk in an error of a backup of several disks.
+fn disk_error(disk: &str, disks: usize, e: Error) -> Error {
+    if disks == 1 {
+        e
+    } else {
+        Error::Disk {
+            disk: disk.to_string(),
+            source: Box::new(e),
+        }
+    }
+}
+
+/// Finds the disk's parent (the parent generation's disk of its name),
+/// checks it fits, and builds the job.
+fn prepare(
+    repo: &Repository,
+    d: DiskSpec,
+    parent_gen: Option<&(&Chosen, Generation)>,
+    lock: &Lock,
+    cancel: &Arc<AtomicBool>,
+    warnings: &mut Vec<String>,
+) -> Result<Prepared> {
+    let capacity = d.source.capacity();
+    let parent = match (parent_gen, &d.areas) {
+        // An allocated-areas list is a full backup of its disk.
+        (None, _) | (Some(_), AreaMode::Allocated(_)) => None,
+        (Some((c, g)), areas) => {
+            let found = match parent_disk(g, &c.id, &d.name) {
+                Ok(found) => Some(found),
+                // A disk new since the lineage's latest: read whole, unless
+                // its areas are relative to a parent it does not have, or
+                // the parent was named for it.
+                Err(e) if c.rule != "named" && !matches!(areas, AreaMode::Changed(_)) => {
+                    warnings.push(format!("{e}: disk {:?} is backed up in full", d.name));
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            match found {
+                None => None,
+                Some(pd) => {
+                    if pd.capacity != capacity {
+                        return Err(Error::Parent {
+                            parent: c.id.short(),
+                            msg: format!(
+                                "disk {:?} had {} bytes, {} has {capacity}: the disk changed size, \
+                                 take a full backup (no --parent, no --changed-areas)",
+                                pd.name,
+                                pd.capacity,
+                                d.source.describe()
+                            ),
+                        });
+                    }
+                    let manifest = repo
+                        .load_manifest(&pd.manifest)
+                        .map_err(|e| Error::Parent {
+                            parent: c.id.short(),
+                            msg: e.to_string(),
+                        })?;
+                    Some(Parent {
+                        label: c.id.short(),
+                        manifest,
+                    })
+                }
+            }
+        }
+    };
+    let (areas_report, areas) = match &d.areas {
         AreaMode::Everything => (None, None),
         AreaMode::Changed(a) | AreaMode::Allocated(a) => (
             Some(AreasReport {
-                kind: if matches!(o.areas, AreaMode::Changed(_)) {
+                kind: if matches!(d.areas, AreaMode::Changed(_)) {
                     "changed"
                 } else {
                     "allocated"
@@ -371,30 +603,99 @@ pub fn backup_source(
             Some(a.iter()),
         ),
     };
-    let job = DiskJob {
-        disk_name: o.lineage.clone(),
-        source,
-        use_allocation: o.use_allocation,
-        areas,
-        parent,
-        chunk_size: repo.config().chunk_size,
-        change_id: o.change_id.clone(),
-        threads: o.threads,
-        lock: Some(lock.handle()),
-    };
-    let disk = backup::backup_disk(repo, index, job, progress)?;
-    // The commit point: only under a lock still held.
-    lock.check()?;
-    let info = GenerationInfo {
-        source_kind: o.source_kind,
-        source: o.lineage.clone(),
-        parent: chosen.as_ref().map(|c| c.id),
-        started: o.started,
-        utc_offset: o.utc_offset,
-        metadata: vec![],
-    };
-    let (gid, _) = backup::commit_generation(repo, info, std::slice::from_ref(&disk))?;
-    index.meta_put(&source_key(&gid), o.lineage.as_bytes())?;
+    let incremental = parent.is_some();
+    Ok(Prepared {
+        name: d.name.clone(),
+        areas: areas_report,
+        incremental,
+        job: DiskJob {
+            disk_name: d.name,
+            source: d.source,
+            use_allocation: d.use_allocation,
+            areas,
+            parent,
+            chunk_size: repo.config().chunk_size,
+            change_id: d.change_id,
+            lock: Some(lock.handle()),
+            cancel: Some(cancel.clone()),
+        },
+    })
+}
+
+/// Progress of one disk among several: only the bytes go through.
+struct DiskProgress<'a>(&'a dyn Progress);
+
+impl Progress for DiskProgress<'_> {
+    fn advance(&self, n: u64) {
+        self.0.advance(n)
+    }
+}
+
+/// Runs the disks' pipelines, `parallel` at once (0: all), in spec order
+/// of their results. The first failure cancels the rest and is returned,
+/// naming its disk.
+fn run_disks(
+    session: &WriteSession<'_>,
+    prepared: Vec<Prepared>,
+    parallel: usize,
+    cancel: &Arc<AtomicBool>,
+    progress: &dyn Progress,
+) -> Result<Vec<(DiskMeta, DiskResult)>> {
+    let n = prepared.len();
+    let parallel = if parallel == 0 { n } else { parallel.min(n) };
+    let queue = Mutex::new(prepared.into_iter().enumerate());
+    let results: Mutex<Vec<Option<(DiskMeta, DiskResult)>>> =
+        Mutex::new((0..n).map(|_| None).collect());
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let each = DiskProgress(progress);
+    std::thread::scope(|s| {
+        for _ in 0..parallel {
+            s.spawn(|| loop {
+                let Some((i, p)) = queue.lock().expect("poisoned").next() else {
+                    return;
+                };
+                if cancel.load(Ordering::Relaxed) {
+                    return;
+                }
+                let meta = DiskMeta {
+                    name: p.name,
+                    areas: p.areas,
+                    incremental: p.incremental,
+                };
+                match backup::backup_disk(session, p.job, &each) {
+                    Ok(r) => results.lock().expect("poisoned")[i] = Some((meta, r)),
+                    Err(Error::Cancelled) => return,
+                    Err(e) => {
+                        cancel.store(true, Ordering::Relaxed);
+                        let mut f = first_error.lock().expect("poisoned");
+                        if f.is_none() {
+                            *f = Some(disk_error(&meta.name, n, e));
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("poisoned") {
+        return Err(e);
+    }
+    results
+        .into_inner()
+        .expect("poisoned")
+        .into_iter()
+        .map(|r| r.ok_or(Error::Cancelled))
+        .collect()
+}
+
+/// What the report says of a disk besides its result.
+struct DiskMeta {
+    name: String,
+    areas: Option<AreasReport>,
+    incremental: bool,
+}
+
+fn disk_report(p: DiskMeta, disk: DiskResult, warnings: &mut Vec<String>) -> DiskReport {
     let DiskSummary {
         slots,
         new_chunks,
@@ -404,19 +705,22 @@ pub fn backup_source(
         reread_slots,
         notes,
         ..
-    } = disk.summary.clone();
-    warnings.extend(notes);
+    } = disk.summary;
+    warnings.extend(notes.into_iter().map(|w| {
+        if w.contains(&p.name) {
+            w
+        } else {
+            format!("disk {}: {w}", p.name)
+        }
+    }));
     let st = &disk.manifest.stats;
-    Ok(BackupReport {
-        generation: gid.to_hex(),
-        source: o.lineage.clone(),
-        disk: o.lineage,
+    DiskReport {
+        disk: p.name,
         manifest: disk.manifest_id.to_hex(),
-        capacity,
+        capacity: disk.manifest.capacity,
         chunk_size: disk.manifest.chunk_size,
-        parent: chosen.as_ref().map(|c| c.id.to_hex()),
-        parent_rule: chosen.as_ref().map(|c| c.rule.to_string()),
-        areas: areas_report,
+        incremental: p.incremental,
+        areas: p.areas,
         slots,
         breakdown: Breakdown {
             new: new_chunks,
@@ -433,8 +737,7 @@ pub fn backup_source(
         new_plain_bytes: st.new_plain_bytes,
         new_stored_bytes: st.new_stored_bytes,
         dedup_chunks: st.dedup_chunks,
-        warnings,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use vmkeep_engine::index::MemIndex;
 use vmkeep_engine::progress::NoProgress;
 use vmkeep_engine::repo::{object_path, InitOptions, Repository};
 use vmkeep_engine::restore::restore_disk;
+use vmkeep_engine::session::WriteSession;
 use vmkeep_engine::source::{DiskSource, Extent};
 use vmkeep_engine::target::DiskTarget;
 use vmkeep_format::blob::BlobType;
@@ -91,10 +92,10 @@ pub fn backup(repo: &Repository, ix: &MemIndex, data: &[u8], source: &str, disk:
         parent: None,
         chunk_size: CS,
         change_id: String::new(),
-        threads: 2,
         lock: None,
+        cancel: None,
     };
-    let d = backup_disk(repo, ix, job, &NoProgress).unwrap();
+    let d = backup_disk(&WriteSession::new(repo, ix, 2).unwrap(), job, &NoProgress).unwrap();
     let info = GenerationInfo {
         source_kind: SourceKind::Image,
         source: source.into(),
