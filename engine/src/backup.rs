@@ -29,9 +29,10 @@ use vmkeep_format::ObjectId;
 use crate::backend::Durability;
 pub use crate::host::hostname;
 use crate::index::{Index, IndexEntry};
+use crate::layout::object_path;
 use crate::pipeline::{is_zero, Failure, Window};
 use crate::progress::Progress;
-use crate::repo::{object_path, Repository};
+use crate::repo::Repository;
 use crate::source::{DiskSource, Extent};
 use crate::{Error, Result};
 

@@ -121,12 +121,13 @@ pub enum Error {
     /// The lock of a running operation could not be refreshed before it
     /// would have become stale: the operation stopped without committing.
     #[error(
-        "stopped: the lock locks/{lock} on repository {repo} could not be refreshed before \
+        "stopped: the lock {lock} on repository {repo} could not be refreshed before \
          others could take it as stale ({why}); nothing more was committed, run the command \
          again once the repository's storage accepts writes"
     )]
     LockLost {
         repo: String,
+        /// The lock file's key (`locks/<name>`).
         lock: String,
         why: String,
     },

@@ -18,6 +18,7 @@ pub mod error;
 pub mod gc;
 pub mod host;
 pub mod index;
+pub mod layout;
 pub mod lock;
 pub mod ops;
 pub mod pipeline;
@@ -29,6 +30,7 @@ pub mod retention;
 pub mod source;
 pub mod stats;
 pub mod target;
+pub mod trash;
 pub mod vddk;
 pub mod verify;
 
