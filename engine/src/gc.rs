@@ -7,10 +7,18 @@
 //! in `trashlog/<T>`, which holds the end time E of the sweep) and drop it
 //! from the index. Objects written or touched by running backups are newer
 //! than C and stay; the report counts the unreferenced ones kept so.
+//! Moves are [`crate::trash`]'s: a copy, then a delete (a rename where the
+//! backend has one), so no reader ever finds an object in neither place.
+//!
+//! Clocks (SPEC.md §11.1): C and E are this host's clock, lock starts the
+//! holders', object times the storage's; [`CLOCK_MARGIN`] covers the
+//! storage's clock being behind a host's, and hosts' clocks disagreeing,
+//! by less than a minute.
 //!
 //! Phase 2 (*empty*), for a batch T, once every backup whose lock existed
-//! at E has finished (at once when none did): mark again with every
-//! generation now committed, move referenced objects back, delete the rest.
+//! at E (started by E plus the margin) has finished (at once when none
+//! did): mark again with every generation now committed, move referenced
+//! objects back, delete the rest.
 //! This closes the race where a backup touched an object just before the
 //! sweep moved it: that backup has committed by then, so its generation is
 //! marked. A backup starting after E that meets a trashed chunk finds it
@@ -52,7 +60,8 @@ use crate::repo::Repository;
 use crate::trash;
 use crate::{Error, Result};
 
-/// Seconds subtracted from the cut-off for clock differences between hosts.
+/// Seconds subtracted from the cut-off, and added to a batch's end, for
+/// the storage's clock lagging a host's and hosts' clocks differing.
 pub const CLOCK_MARGIN: i64 = 60;
 
 /// What a gc run did.
@@ -439,7 +448,8 @@ pub fn gc_with_margin(
         };
         // A batch whose sweep never finished (crash) counts as ending now.
         let end = end.unwrap_or_else(now_unix);
-        if live.iter().any(|l| l.started <= end) {
+        // The margin again: a lock's start is its holder's clock, E gc's.
+        if live.iter().any(|l| l.started <= end + margin) {
             report.pending_batches.push(name);
         } else {
             ready.push(name);

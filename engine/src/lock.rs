@@ -24,6 +24,12 @@
 //! parse (torn, garbage, wrong types) is an *unreadable* lock: a live
 //! exclusive lock until [`STALE_AFTER`] past its modification time, then
 //! stale, so it blocks for a bounded time instead of for ever.
+//!
+//! Clocks (SPEC.md §11.1): `started` and `refreshed` are the holder's
+//! clock, judged by the reader's; an unreadable lock's age is the reader's
+//! clock minus the file's last-modified (the storage's). Clocks within a
+//! minute of each other move staleness by at most that, well inside the
+//! margin between [`REFRESH_EVERY`] and [`STALE_AFTER`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -273,3 +273,29 @@ fn gc_skips_a_generation_forgotten_while_it_marks() {
     assert!(restore(&repo, &gb).unwrap() == b);
     assert!(verify(&repo, None, Subset::All, false).unwrap().clean());
 }
+
+/// SPEC.md §13.4: phase 2 waits for a backup whose lock started within
+/// the clock margin after the sweep's end E, since its clock may be ahead
+/// of gc's; without the margin that backup passes for a later one.
+#[test]
+fn phase_two_waits_for_backups_started_within_the_margin_after_the_sweep() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = new_repo(d.path());
+    let ix = MemIndex::new();
+    let b = repo.backend();
+    let end = Repository::now() - 30;
+    b.put(
+        "trashlog/100",
+        format!("{end}\n").as_bytes(),
+        vmkeep_engine::backend::Durability::Immediate,
+    )
+    .unwrap();
+    let _backup = Lock::acquire(b.clone(), Mode::Shared, "backup", None).unwrap();
+    let l = Lock::acquire(b.clone(), Mode::Gc, "gc", None).unwrap();
+    let rep = vmkeep_engine::gc::gc_with_margin(&repo, Some(&ix), &l.name(), 60).unwrap();
+    assert_eq!(rep.pending_batches, ["100"], "{rep:?}");
+    assert!(b.exists("trashlog/100").unwrap());
+    let rep = vmkeep_engine::gc::gc_with_margin(&repo, Some(&ix), &l.name(), 0).unwrap();
+    assert!(rep.pending_batches.is_empty(), "{rep:?}");
+    assert!(!b.exists("trashlog/100").unwrap());
+}
