@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use rayon::prelude::*;
 use vmkeep_engine::backend::{Durability, LocalBackend};
-use vmkeep_engine::repo::{object_path, InitOptions, Repository};
+use vmkeep_engine::layout::object_path;
+use vmkeep_engine::repo::{InitOptions, Repository};
 use vmkeep_format::blob::BlobType;
 use vmkeep_format::generation::{DiskRef, Generation, SourceKind};
 use vmkeep_format::keyfile::KdfParams;

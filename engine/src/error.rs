@@ -1,5 +1,11 @@
 //! The engine's error type. Every variant names the thing at fault (a path,
 //! an object id, a generation, a source) so the CLI can print it as is.
+//!
+//! Invariant: this module imports no other engine module (every module
+//! returns its errors, so such an import would be a cycle); the typed
+//! errors it wraps, such as [`vddk::VddkError`], live in its submodules.
+
+pub mod vddk;
 
 use std::path::PathBuf;
 
@@ -110,7 +116,7 @@ pub enum Error {
         msg: String,
     },
     #[error("{0}")]
-    Vddk(#[from] crate::vddk::VddkError),
+    Vddk(#[from] vddk::VddkError),
     /// `holder` describes the conflicting lock, `advice` what to do about it.
     #[error("repository {repo} is locked: {holder}; {advice}")]
     Locked {
@@ -121,12 +127,13 @@ pub enum Error {
     /// The lock of a running operation could not be refreshed before it
     /// would have become stale: the operation stopped without committing.
     #[error(
-        "stopped: the lock locks/{lock} on repository {repo} could not be refreshed before \
+        "stopped: the lock {lock} on repository {repo} could not be refreshed before \
          others could take it as stale ({why}); nothing more was committed, run the command \
          again once the repository's storage accepts writes"
     )]
     LockLost {
         repo: String,
+        /// The lock file's key (`locks/<name>`).
         lock: String,
         why: String,
     },

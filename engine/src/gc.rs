@@ -7,10 +7,18 @@
 //! in `trashlog/<T>`, which holds the end time E of the sweep) and drop it
 //! from the index. Objects written or touched by running backups are newer
 //! than C and stay; the report counts the unreferenced ones kept so.
+//! Moves are [`crate::trash`]'s: a copy, then a delete (a rename where the
+//! backend has one), so no reader ever finds an object in neither place.
+//!
+//! Clocks (SPEC.md §11.1): C and E are this host's clock, lock starts the
+//! holders', object times the storage's; [`CLOCK_MARGIN`] covers the
+//! storage's clock being behind a host's, and hosts' clocks disagreeing,
+//! by less than a minute.
 //!
 //! Phase 2 (*empty*), for a batch T, once every backup whose lock existed
-//! at E has finished (at once when none did): mark again with every
-//! generation now committed, move referenced objects back, delete the rest.
+//! at E (started by E plus the margin) has finished (at once when none
+//! did): mark again with every generation now committed, move referenced
+//! objects back, delete the rest.
 //! This closes the race where a backup touched an object just before the
 //! sweep moved it: that backup has committed by then, so its generation is
 //! marked. A backup starting after E that meets a trashed chunk finds it
@@ -43,14 +51,17 @@ use vmkeep_format::blob::BlobType;
 use vmkeep_format::generation::Generation;
 use vmkeep_format::ObjectId;
 
-use crate::backend::{list_names, Backend, Durability};
+use crate::backend::Backend;
 use crate::host::now_unix;
 use crate::index::Index;
+use crate::layout::{id_from_path, shards, untrashed, Dir};
 use crate::lock::{self, LockInfo, Mode};
-use crate::repo::{id_from_path, object_dir, Repository};
+use crate::repo::Repository;
+use crate::trash;
 use crate::{Error, Result};
 
-/// Seconds subtracted from the cut-off for clock differences between hosts.
+/// Seconds subtracted from the cut-off, and added to a batch's end, for
+/// the storage's clock lagging a host's and hosts' clocks differing.
 pub const CLOCK_MARGIN: i64 = 60;
 
 /// What a gc run did.
@@ -169,17 +180,6 @@ pub(crate) fn prefix(id: &ObjectId) -> u64 {
     u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes"))
 }
 
-/// The directories objects of `ty` live in, listed one at a time so that a
-/// sweep holds one directory's names, not the whole repository's.
-fn shards(ty: BlobType) -> Vec<String> {
-    match ty {
-        BlobType::Chunk | BlobType::ManifestPage => (0..=255u8)
-            .map(|i| format!("{}/{i:02x}", object_dir(ty)))
-            .collect(),
-        _ => vec![object_dir(ty).to_string()],
-    }
-}
-
 const SWEPT: [BlobType; 3] = [BlobType::Chunk, BlobType::ManifestPage, BlobType::Manifest];
 
 impl Marks {
@@ -258,16 +258,21 @@ pub(crate) fn mark(
     // Roots for unknown levels: every object of the type, in its place and
     // in every trash batch (phase 2 may put those back). Unknown manifests
     // go first: reading them can make the pages unknown too.
-    let batches = list_names(repo.backend().as_ref(), "trashlog")?;
+    let batches = trash::batches(repo.backend().as_ref())?;
     for ty in [BlobType::Manifest, BlobType::ManifestPage] {
         if !w.marks.unknown(ty) {
             continue;
         }
-        let dirs = shards(ty).into_iter().chain(
-            batches
-                .iter()
-                .map(|t| format!("trash/{t}/{}", object_dir(ty))),
-        );
+        let dirs = shards(ty)
+            .into_iter()
+            .map(|d| d.path())
+            .chain(batches.iter().map(|batch| {
+                Dir::Trashed {
+                    batch,
+                    dir: &Dir::Blobs(ty),
+                }
+                .path()
+            }));
         for dir in dirs {
             let mut ids = Vec::new();
             repo.backend().list(&dir, &mut |p| {
@@ -356,7 +361,7 @@ pub fn gc_with_margin(
 ) -> Result<GcReport> {
     let b = repo.backend();
     let t0 = now_unix();
-    let backups = |b: &dyn crate::backend::Backend| -> Result<Vec<lock::LockInfo>> {
+    let backups = |b: &dyn Backend| -> Result<Vec<lock::LockInfo>> {
         Ok(lock::live_others(b, Some(own_lock))?
             .into_iter()
             .filter(|l| l.mode == Mode::Shared)
@@ -392,7 +397,7 @@ pub fn gc_with_margin(
     for ty in SWEPT.into_iter().filter(|ty| !marks.unknown(*ty)) {
         for shard in shards(ty) {
             let mut victims = Vec::new();
-            b.list(&shard, &mut |p| {
+            b.list(&shard.path(), &mut |p| {
                 if let Some(id) = id_from_path(p) {
                     if !marks.live(ty, &id) {
                         victims.push((p.to_string(), id));
@@ -411,50 +416,40 @@ pub fn gc_with_margin(
                     None => continue,
                 };
                 if !log_written {
-                    b.put(
-                        &format!("trashlog/{batch}"),
-                        b"sweeping\n",
-                        Durability::Immediate,
-                    )?;
+                    trash::open_batch(b.as_ref(), &batch)?;
                     log_written = true;
                 }
                 if let Some(ix) = index {
                     ix.remove(ty, &id)?;
                 }
-                b.rename(&p, &format!("trash/{batch}/{p}"), Durability::Deferred)?;
-                report.trashed += 1;
-                report.trashed_bytes += size;
+                if trash::put_in(b.as_ref(), &batch, &p)? {
+                    report.trashed += 1;
+                    report.trashed_bytes += size;
+                }
             }
         }
     }
     if log_written {
         // Every move durable before the sweep is recorded as ended.
         b.sync()?;
-        b.put(
-            &format!("trashlog/{batch}"),
-            format!("{}\n", now_unix()).as_bytes(),
-            Durability::Immediate,
-        )?;
+        trash::end_sweep(b.as_ref(), &batch, now_unix())?;
     }
 
     // Phase 2: empty every batch whose concurrent backups have all finished.
-    let batches = list_names(b.as_ref(), "trashlog")?;
+    let batches = trash::batches(b.as_ref())?;
     if batches.is_empty() {
         return Ok(report);
     }
     let live = backups(b.as_ref())?;
     let mut ready = Vec::new();
     for name in batches {
-        let end: i64 = match b.get(&format!("trashlog/{name}"))? {
-            Some(raw) => String::from_utf8_lossy(&raw)
-                .trim()
-                .parse()
-                .unwrap_or(i64::MAX),
-            None => continue,
+        let Some(end) = trash::sweep_end(b.as_ref(), &name)? else {
+            continue;
         };
         // A batch whose sweep never finished (crash) counts as ending now.
-        let end = if end == i64::MAX { now_unix() } else { end };
-        if live.iter().any(|l| l.started <= end) {
+        let end = end.unwrap_or_else(now_unix);
+        // The margin again: a lock's start is its holder's clock, E gc's.
+        if live.iter().any(|l| l.started <= end + margin) {
             report.pending_batches.push(name);
         } else {
             ready.push(name);
@@ -470,19 +465,25 @@ pub fn gc_with_margin(
     } = mark(repo, OnUnreadable::KeepAll, &mut |_| {})?;
     report.note(unreadable);
     for name in ready {
-        let top = format!("trash/{name}/");
         for ty in SWEPT {
             for shard in shards(ty) {
                 let mut items = Vec::new();
-                b.list(&format!("{top}{shard}"), &mut |p| {
+                let dir = Dir::Trashed {
+                    batch: &name,
+                    dir: &shard,
+                };
+                b.list(&dir.path(), &mut |p| {
                     items.push(p.to_string());
                     Ok(())
                 })?;
                 for p in items {
-                    let orig = &p[top.len()..];
+                    let Some(orig) = untrashed(&name, &p) else {
+                        continue;
+                    };
                     if id_from_path(orig).is_some_and(|id| marks.live(ty, &id)) {
-                        b.rename(&p, orig, Durability::Deferred)?;
-                        report.restored += 1;
+                        if trash::take_back(b.as_ref(), &name, orig)? {
+                            report.restored += 1;
+                        }
                     } else {
                         report.deleted_bytes += b.size(&p)?.unwrap_or(0);
                         b.delete(&p)?;
@@ -494,19 +495,7 @@ pub fn gc_with_margin(
         // Objects put back must be durable in place before the batch
         // record goes: without it readers no longer look in this batch.
         b.sync()?;
-        b.delete(&format!("trashlog/{name}"))?;
+        trash::close_batch(b.as_ref(), &name)?;
     }
     Ok(report)
-}
-
-/// Looks for the object at `path` in the trash batches, newest first,
-/// reading it into `buf`; `false` when no batch holds it. Readers call it
-/// when an object is missing from its place (SPEC.md §13.4).
-pub fn find_in_trash(b: &dyn Backend, path: &str, buf: &mut Vec<u8>) -> Result<bool> {
-    for name in list_names(b, "trashlog")?.iter().rev() {
-        if b.get_into(&format!("trash/{name}/{path}"), buf)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }

@@ -24,6 +24,12 @@
 //! parse (torn, garbage, wrong types) is an *unreadable* lock: a live
 //! exclusive lock until [`STALE_AFTER`] past its modification time, then
 //! stale, so it blocks for a bounded time instead of for ever.
+//!
+//! Clocks (SPEC.md §11.1): `started` and `refreshed` are the holder's
+//! clock, judged by the reader's; an unreadable lock's age is the reader's
+//! clock minus the file's last-modified (the storage's). Clocks within a
+//! minute of each other move staleness by at most that, well inside the
+//! margin between [`REFRESH_EVERY`] and [`STALE_AFTER`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +40,7 @@ use vmkeep_format::ObjectId;
 
 use crate::backend::{Backend, Durability};
 use crate::host::{hostname, now_unix, pid_alive};
+use crate::layout::{Dir, Key};
 use crate::{Error, Result};
 
 /// A lock not refreshed for this long is stale (seconds).
@@ -92,7 +99,7 @@ impl LockHandle {
         }
         Err(Error::LockLost {
             repo: self.state.repo.clone(),
-            lock: self.state.name.clone(),
+            lock: Key::Lock(&self.state.name).path(),
             why: self
                 .state
                 .why
@@ -261,15 +268,15 @@ impl LockInfo {
     pub fn describe(&self) -> String {
         match &self.unreadable {
             Some(reason) => format!(
-                "unreadable lock file locks/{} ({reason}), written {} ago at {}",
-                self.name,
+                "unreadable lock file {} ({reason}), written {} ago at {}",
+                Key::Lock(&self.name),
                 age(now_unix() - self.refreshed),
                 utc(self.refreshed)
             ),
             None => format!(
-                "{} lock locks/{} held by `{}` (pid {} on {}, since {})",
+                "{} lock {} held by `{}` (pid {} on {}, since {})",
                 self.mode.name(),
-                self.name,
+                Key::Lock(&self.name),
                 self.command,
                 self.pid,
                 self.host,
@@ -298,7 +305,7 @@ impl LockInfo {
 /// vanish. Files removed while listing are skipped.
 pub fn list(b: &dyn Backend) -> Result<Vec<LockInfo>> {
     let mut out = Vec::new();
-    for (path, name, raw) in crate::backend::read_all(b, "locks")? {
+    for (path, name, raw) in crate::backend::read_all(b, &Dir::Locks.path())? {
         match LockInfo::decode(&name, &raw) {
             Ok(l) => out.push(l),
             Err(reason) => {
@@ -363,7 +370,7 @@ impl Lock {
             parent,
             unreadable: None,
         };
-        let path = format!("locks/{}", info.name);
+        let path = Key::Lock(&info.name).path();
         backend.put(&path, &info.encode(), Durability::Immediate)?;
         let others = live_others(backend.as_ref(), Some(&info.name))?;
         if let Some(c) = others.iter().find(|o| mode.conflicts(o.mode)) {
@@ -396,7 +403,7 @@ impl Lock {
                     {
                         let mut li = i.lock().expect("poisoned");
                         li.refreshed = now_unix();
-                        let path = format!("locks/{}", li.name);
+                        let path = Key::Lock(&li.name).path();
                         match b.put(&path, &li.encode(), Durability::Immediate) {
                             Ok(()) => last_ok = Instant::now(),
                             Err(e) => {
@@ -449,7 +456,7 @@ impl Drop for Lock {
             let _ = h.join();
         }
         let name = self.name();
-        if let Err(e) = self.backend.delete(&format!("locks/{name}")) {
+        if let Err(e) = self.backend.delete(&Key::Lock(&name).path()) {
             log::warn!("cannot remove lock {name}: {e}");
         }
     }
@@ -471,7 +478,7 @@ pub fn unlock(b: &dyn Backend, all: bool) -> Result<Unlocked> {
     let mut done = Unlocked::default();
     for l in list(b)? {
         if all || l.is_stale(now) {
-            b.delete(&format!("locks/{}", l.name))?;
+            b.delete(&Key::Lock(&l.name).path())?;
             done.removed.push(l);
         } else {
             done.live.push(l);

@@ -1,9 +1,8 @@
 //! The repository: a backend plus its parsed `config` and unlocked keys;
 //! [`Sealed`] is one read but not yet unlocked.
 //!
-//! Layout (SPEC.md §2): `config`, `keys/<slot>`, `chunks/<2 hex>/<id>`,
-//! `pages/<2 hex>/<id>`, `manifests/<id>`, `generations/<id>`. `config` is
-//! written last by `init`, so a directory without it is not a repository.
+//! Objects are named by [`crate::layout`] (SPEC.md §2). `config` is
+//! written last by `init`, so a location without it is not a repository.
 //! Invariant: every object read through [`Repository`] has had its
 //! checksum, authentication tag and id verified before it is returned.
 
@@ -18,6 +17,7 @@ use vmkeep_format::{FormatError, MasterKey, ObjectId};
 
 use crate::backend::{Backend, Durability};
 use crate::host::now_unix;
+use crate::layout::{id_from_path, object_path, Dir, Key};
 use crate::{Error, Result};
 
 /// Per-thread read state: a buffer for stored bytes and a zstd context,
@@ -80,33 +80,6 @@ fn describe_skipped(s: &[SkippedSlot]) -> String {
         .join("; ")
 }
 
-/// Path of an object of type `ty` with id `id`.
-pub fn object_path(ty: BlobType, id: &ObjectId) -> String {
-    let h = id.to_hex();
-    match ty {
-        BlobType::Chunk => format!("chunks/{}/{}", &h[..2], h),
-        BlobType::ManifestPage => format!("pages/{}/{}", &h[..2], h),
-        BlobType::Manifest => format!("manifests/{h}"),
-        BlobType::Generation => format!("generations/{h}"),
-    }
-}
-
-/// Directory holding objects of type `ty`.
-pub fn object_dir(ty: BlobType) -> &'static str {
-    match ty {
-        BlobType::Chunk => "chunks",
-        BlobType::ManifestPage => "pages",
-        BlobType::Manifest => "manifests",
-        BlobType::Generation => "generations",
-    }
-}
-
-/// The id in an object path (its last component), if well formed.
-pub fn id_from_path(path: &str) -> Option<ObjectId> {
-    ObjectId::from_hex(path.rsplit('/').next()?).ok()
-}
-
-/// Metadata key holding the commit time in Unix nanoseconds (decimal).
 /// The disk named `name` of generation `g` (id `gid`), or
 /// [`Error::NoSuchDisk`] listing the disks it has.
 pub fn disk_of<'a>(
@@ -129,6 +102,7 @@ pub fn disk_of<'a>(
         })
 }
 
+/// Metadata key holding the commit time in Unix nanoseconds (decimal).
 pub const META_COMMITTED_NS: &str = "vmkeep.committed_ns";
 
 /// The commit time of a generation in nanoseconds, 0 when not recorded.
@@ -154,11 +128,11 @@ impl Repository {
         o: &InitOptions,
     ) -> Result<Self> {
         let loc = backend.location();
-        if backend.exists("config")? {
+        if backend.exists(&Key::Config.path())? {
             return Err(Error::RepoExists(loc));
         }
         let mut nonempty = false;
-        backend.list("", &mut |_| {
+        backend.list(&Dir::Root.path(), &mut |_| {
             nonempty = true;
             Ok(())
         })?;
@@ -191,7 +165,7 @@ impl Repository {
                 let slot = KeySlot::create(&key, pw, &id, o.kdf, o.label.clone(), now_unix())
                     .map_err(|e| Error::Invalid(e.to_string()))?;
                 backend.put(
-                    &format!("keys/{}", slot.id_hex()),
+                    &Key::KeySlot(&slot.id_hex()).path(),
                     &slot.encode(),
                     Durability::Immediate,
                 )?;
@@ -203,7 +177,7 @@ impl Repository {
             }
             Encryption::None => (Codec::plain(o.zstd_level), None, None),
         };
-        backend.put("config", &config.encode(), Durability::Immediate)?;
+        backend.put(&Key::Config.path(), &config.encode(), Durability::Immediate)?;
         Ok(Repository {
             backend,
             config,
@@ -217,7 +191,7 @@ impl Repository {
     /// Reads and checks the config only (no key needed).
     pub fn read_config(backend: &dyn Backend) -> Result<RepoConfig> {
         let loc = backend.location();
-        let raw = match backend.get("config") {
+        let raw = match backend.get(&Key::Config.path()) {
             // The location is a file: ENOTDIR for `<file>/config`.
             Err(Error::Storage { source, .. }) if source.raw_os_error() == Some(20) => {
                 return Err(Error::NotARepo {
@@ -230,7 +204,7 @@ impl Repository {
         let raw = raw.ok_or_else(|| {
             // Distinguish "nothing there" from "something else there".
             let mut any = false;
-            let _ = backend.list("", &mut |_| {
+            let _ = backend.list(&Dir::Root.path(), &mut |_| {
                 any = true;
                 Ok(())
             });
@@ -283,8 +257,8 @@ impl Repository {
     fn slots(backend: &dyn Backend) -> Result<SlotFiles> {
         let mut out = Vec::new();
         let mut skipped = Vec::new();
-        for (p, name, raw) in crate::backend::read_all(backend, "keys")? {
-            if name.starts_with(".tmp-") {
+        for (p, name, raw) in crate::backend::read_all(backend, &Dir::KeySlots.path())? {
+            if crate::layout::is_temporary(&name) {
                 continue; // an incomplete write (SPEC.md §2)
             }
             match KeySlot::decode(&raw) {
@@ -350,7 +324,7 @@ impl Repository {
         let slot = KeySlot::create(key, password, &self.config.id, kdf, label, now_unix())
             .map_err(|e| Error::Invalid(e.to_string()))?;
         self.backend.put(
-            &format!("keys/{}", slot.id_hex()),
+            &Key::KeySlot(&slot.id_hex()).path(),
             &slot.encode(),
             Durability::Immediate,
         )?;
@@ -409,7 +383,7 @@ impl Repository {
                 msg: "it is the one this command unlocked with; open with another password to remove it".into(),
             });
         }
-        self.backend.delete(&format!("keys/{id}"))?;
+        self.backend.delete(&Key::KeySlot(&id).path())?;
         Ok(id)
     }
 
@@ -479,7 +453,7 @@ impl Repository {
         let path = object_path(ty, id);
         // Third try: gc may have put it back between the first two.
         if self.backend.get_into(&path, &mut bufs.raw)?
-            || crate::gc::find_in_trash(self.backend.as_ref(), &path, &mut bufs.raw)?
+            || crate::trash::find(self.backend.as_ref(), &path, &mut bufs.raw)?
             || self.backend.get_into(&path, &mut bufs.raw)?
         {
             return Ok(());
@@ -540,12 +514,13 @@ impl Repository {
     /// Ids of every generation file (unsorted, unread).
     pub fn generation_ids(&self) -> Result<Vec<ObjectId>> {
         let mut ids = Vec::new();
-        self.backend.list("generations", &mut |p| {
-            if let Some(id) = id_from_path(p) {
-                ids.push(id);
-            }
-            Ok(())
-        })?;
+        self.backend
+            .list(&Dir::Blobs(BlobType::Generation).path(), &mut |p| {
+                if let Some(id) = id_from_path(p) {
+                    ids.push(id);
+                }
+                Ok(())
+            })?;
         Ok(ids)
     }
 
@@ -709,7 +684,7 @@ impl GenerationList {
 impl Repository {
     /// Marks a generation protected from `forget` (`protected/<id>`).
     pub fn set_protected(&self, id: &ObjectId, on: bool) -> Result<()> {
-        let p = format!("protected/{}", id.to_hex());
+        let p = Key::Protected(id).path();
         if on {
             self.backend.put(&p, b"", Durability::Immediate)
         } else {
@@ -720,7 +695,7 @@ impl Repository {
     /// Every protected generation id (one listing of `protected/`).
     pub fn protected_ids(&self) -> Result<std::collections::HashSet<ObjectId>> {
         let mut out = std::collections::HashSet::new();
-        self.backend.list("protected", &mut |p| {
+        self.backend.list(&Dir::Protected.path(), &mut |p| {
             out.extend(id_from_path(p));
             Ok(())
         })?;
@@ -729,7 +704,7 @@ impl Repository {
 
     /// True when the generation is protected.
     pub fn is_protected(&self, id: &ObjectId) -> Result<bool> {
-        self.backend.exists(&format!("protected/{}", id.to_hex()))
+        self.backend.exists(&Key::Protected(id).path())
     }
 
     /// Removes a generation document (its data stays until garbage
@@ -796,7 +771,7 @@ impl Sealed {
                 }
                 Err(FormatError::WrongPassword) => tried += 1,
                 Err(e) => skipped.push(SkippedSlot {
-                    path: format!("keys/{name}"),
+                    path: Key::KeySlot(&name).path(),
                     problem: e.to_string(),
                 }),
             }

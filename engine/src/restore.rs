@@ -25,9 +25,10 @@ use vmkeep_format::manifest::Manifest;
 use vmkeep_format::ObjectId;
 
 use crate::buf::AlignedBuf;
+use crate::layout::object_path;
 use crate::pipeline::{ordered, Emit};
 use crate::progress::Progress;
-use crate::repo::{object_path, ReadBuffers, Repository};
+use crate::repo::{ReadBuffers, Repository};
 use crate::target::DiskTarget;
 use crate::{Error, Result};
 

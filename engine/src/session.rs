@@ -24,7 +24,8 @@ use vmkeep_format::ObjectId;
 
 use crate::backend::Durability;
 use crate::index::{Index, IndexEntry};
-use crate::repo::{object_path, Repository};
+use crate::layout::object_path;
+use crate::repo::Repository;
 use crate::{Error, Result};
 
 /// How many new objects the session stores between index commits.

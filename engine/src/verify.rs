@@ -33,7 +33,8 @@ use vmkeep_format::ObjectId;
 
 use crate::backend::{Backend, Durability};
 use crate::index::Index;
-use crate::repo::{object_dir, object_path, ReadBuffers, Repository};
+use crate::layout::{object_path, Dir, Key};
+use crate::repo::{ReadBuffers, Repository};
 use crate::Result;
 
 /// Which part of the chunks to read.
@@ -348,33 +349,32 @@ fn check_chunks(repo: &Repository, ids: &[ObjectId]) -> (u64, Vec<(ObjectId, Str
     (bytes.into_inner(), bad.into_inner().expect("poisoned"))
 }
 
-/// Moves an object to `quarantine/<path>` (copy durably, then delete).
-pub fn quarantine_object(b: &dyn Backend, path: &str) -> Result<()> {
-    if let Some(bytes) = b.get(path)? {
-        b.put(&format!("quarantine/{path}"), &bytes, Durability::Immediate)?;
-    }
-    b.delete(path)
+/// Moves an object to `quarantine/<key>`, durably (a copy, then a delete).
+pub fn quarantine_object(b: &dyn Backend, key: &str) -> Result<()> {
+    b.move_object(key, &Key::Quarantined(key).path(), Durability::Immediate)
+        .map(drop)
 }
 
 /// Keyless verification: every object's stored-bytes checksum.
 pub fn verify_keyless(b: &dyn Backend) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
-    match b.get("config")? {
+    let config = Key::Config.path();
+    match b.get(&config)? {
         None => report.damage.push(Damage {
-            path: "config".into(),
+            path: config,
             problem: "missing".into(),
         }),
         Some(raw) => {
             if let Err(e) = vmkeep_format::config::RepoConfig::decode(&raw) {
                 report.damage.push(Damage {
-                    path: "config".into(),
+                    path: config,
                     problem: e.to_string(),
                 });
             }
         }
     }
     let mut keys = Vec::new();
-    b.list("keys", &mut |p| {
+    b.list(&Dir::KeySlots.path(), &mut |p| {
         keys.push(p.to_string());
         Ok(())
     })?;
@@ -395,7 +395,7 @@ pub fn verify_keyless(b: &dyn Backend) -> Result<VerifyReport> {
         BlobType::Chunk,
     ] {
         let mut paths = Vec::new();
-        b.list(object_dir(ty), &mut |p| {
+        b.list(&Dir::Blobs(ty).path(), &mut |p| {
             paths.push(p.to_string());
             Ok(())
         })?;

@@ -1,129 +1,117 @@
 //! Conformance suites: every storage backend and every index implementation
-//! runs the same checks. A new backend (S3) or index adds one line here.
+//! runs the same checks. A new backend (S3) adds one
+//! `backend_conformance!` line here; a new index one call of `index_suite`.
 
-use std::sync::Arc;
+#[macro_use]
+mod backend_suite;
+mod common;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vmkeep_engine::backend::{Backend, Durability, LocalBackend};
+use backend_suite::{Knobs, Subject};
+use common::backends::{Flaky, ForgetsAfterListing};
+use vmkeep_engine::backend::{Backend, Durability, LocalBackend, ObjectStat};
 use vmkeep_engine::index::{Index, IndexEntry, MemIndex, RocksIndex};
 use vmkeep_format::blob::BlobType;
 use vmkeep_format::ObjectId;
 
-fn backend_suite(b: &dyn Backend) {
-    // Missing objects.
-    assert_eq!(b.get("chunks/aa/missing").unwrap(), None);
-    assert!(!b.exists("chunks/aa/missing").unwrap());
-    assert!(!b.touch("chunks/aa/missing").unwrap());
-    b.delete("chunks/aa/missing").unwrap();
-    // Put / get / replace, both durabilities, nested directories created.
-    b.put("chunks/aa/one", b"first", Durability::Deferred)
-        .unwrap();
-    b.put("manifests/two", b"second", Durability::Immediate)
-        .unwrap();
-    assert_eq!(
-        b.get("chunks/aa/one").unwrap().as_deref(),
-        Some(&b"first"[..])
-    );
-    b.put("chunks/aa/one", b"replaced", Durability::Immediate)
-        .unwrap();
-    assert_eq!(
-        b.get("chunks/aa/one").unwrap().as_deref(),
-        Some(&b"replaced"[..])
-    );
-    assert!(b.exists("manifests/two").unwrap());
-    assert!(b.touch("manifests/two").unwrap());
-    // Empty objects are objects.
-    b.put("keys/empty", b"", Durability::Immediate).unwrap();
-    assert_eq!(b.get("keys/empty").unwrap().as_deref(), Some(&b""[..]));
-    // Listing is recursive, sorted, and limited to the directory.
-    b.put("chunks/ab/three", b"3", Durability::Deferred)
-        .unwrap();
-    let mut seen = Vec::new();
-    b.list("chunks", &mut |p| {
-        seen.push(p.to_string());
-        Ok(())
-    })
-    .unwrap();
-    assert_eq!(seen, vec!["chunks/aa/one", "chunks/ab/three"]);
-    let mut none = 0;
-    b.list("nothing-here", &mut |_| {
-        none += 1;
-        Ok(())
-    })
-    .unwrap();
-    assert_eq!(none, 0);
-    // A listing callback's error stops the listing and is returned.
-    let r = b.list("chunks", &mut |_| Err(vmkeep_engine::Error::Interrupted));
-    assert!(matches!(r, Err(vmkeep_engine::Error::Interrupted)));
-    b.sync().unwrap();
-    // Modification times move forward with touch; rename moves objects.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    assert!((b.modified("manifests/two").unwrap().unwrap() - now).abs() < 60);
-    assert_eq!(b.modified("nothing/there").unwrap(), None);
-    // stat tells both at once, and agrees with size and modified.
-    let st = b
-        .stat("manifests/two")
-        .unwrap()
-        .expect("stat of a stored object");
-    assert_eq!(Some(st.size), b.size("manifests/two").unwrap());
-    assert_eq!(Some(st.modified), b.modified("manifests/two").unwrap());
-    assert_eq!(b.stat("nothing/there").unwrap(), None);
-    b.rename(
-        "manifests/two",
-        "trash/1/manifests/two",
-        Durability::Deferred,
-    )
-    .unwrap();
-    assert!(!b.exists("manifests/two").unwrap());
-    assert_eq!(
-        b.get("trash/1/manifests/two").unwrap().as_deref(),
-        Some(&b"second"[..])
-    );
-    b.rename(
-        "trash/1/manifests/two",
-        "manifests/two",
-        Durability::Immediate,
-    )
-    .unwrap();
-    b.delete("chunks/aa/one").unwrap();
-    assert!(!b.exists("chunks/aa/one").unwrap());
-    // Large objects survive intact.
-    let big: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    b.put("chunks/ff/big", &big, Durability::Deferred).unwrap();
-    assert_eq!(b.get("chunks/ff/big").unwrap().unwrap(), big);
-    // get_into reuses the caller's buffer and clears it for a missing one;
-    // size is the stored length without reading the object.
-    let mut buf = b"stale contents".to_vec();
-    assert!(b.get_into("chunks/ff/big", &mut buf).unwrap());
-    assert_eq!(buf, big);
-    assert!(b.get_into("chunks/ab/three", &mut buf).unwrap());
-    assert_eq!(buf, b"3");
-    assert!(!b.get_into("chunks/ab/missing", &mut buf).unwrap());
-    assert!(buf.is_empty());
-    assert_eq!(b.size("chunks/ff/big").unwrap(), Some(big.len() as u64));
-    assert_eq!(b.size("keys/empty").unwrap(), Some(0));
-    assert_eq!(b.size("chunks/ab/missing").unwrap(), None);
+/// A local backend in a new temporary directory, wrapped by `wrap`.
+fn local(wrap: fn(LocalBackend) -> Arc<dyn Backend>) -> Subject {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("repo");
+    let again = root.clone();
+    Subject {
+        backend: wrap(LocalBackend::new(root)),
+        reopen: Box::new(move || Arc::new(LocalBackend::new(again.clone()))),
+        knobs: Knobs::LOCAL,
+        keep: Box::new(d),
+    }
 }
 
-#[test]
-fn local_backend_conforms() {
-    let d = tempfile::tempdir().unwrap();
-    let b = LocalBackend::new(d.path().join("repo"));
-    backend_suite(&b);
-    // No temporary files are left behind by successful writes.
-    let mut tmp = 0;
-    for e in walk(d.path()) {
-        if e.file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with(".tmp-")
-        {
-            tmp += 1;
-        }
+/// The object-store operations only: every provided method (touch,
+/// move_object, size, exists, ...) takes its default, as on S3.
+struct RequiredOnly(LocalBackend);
+
+impl Backend for RequiredOnly {
+    fn location(&self) -> String {
+        self.0.location()
     }
+    fn get(&self, k: &str) -> vmkeep_engine::Result<Option<Vec<u8>>> {
+        self.0.get(k)
+    }
+    fn put(&self, k: &str, d: &[u8], du: Durability) -> vmkeep_engine::Result<()> {
+        self.0.put(k, d, du)
+    }
+    fn delete(&self, k: &str) -> vmkeep_engine::Result<()> {
+        self.0.delete(k)
+    }
+    fn list(
+        &self,
+        d: &str,
+        f: &mut dyn FnMut(&str) -> vmkeep_engine::Result<()>,
+    ) -> vmkeep_engine::Result<()> {
+        self.0.list(d, f)
+    }
+    fn stat(&self, k: &str) -> vmkeep_engine::Result<Option<ObjectStat>> {
+        self.0.stat(k)
+    }
+    fn copy(&self, a: &str, b: &str, du: Durability) -> vmkeep_engine::Result<bool> {
+        self.0.copy(a, b, du)
+    }
+    fn sync(&self) -> vmkeep_engine::Result<()> {
+        self.0.sync()
+    }
+}
+
+backend_conformance!(local_backend, || local(|b| Arc::new(b)));
+backend_conformance!(object_store_operations_only, || local(|b| Arc::new(
+    RequiredOnly(b)
+)));
+backend_conformance!(flaky_wrapper_when_not_failing, || local(|b| Arc::new(
+    Flaky {
+        inner: b,
+        failing: Arc::new(AtomicBool::new(false)),
+    }
+)));
+backend_conformance!(forgetting_wrapper_without_victim, || local(|b| Arc::new(
+    ForgetsAfterListing {
+        inner: b,
+        victim: Mutex::new(None),
+    }
+)));
+
+#[test]
+fn local_backend_leaves_no_temporary_files() {
+    let s = local(|b| Arc::new(b));
+    let b = s.backend.as_ref();
+    b.put("chunks/aa/one", b"1", Durability::Deferred).unwrap();
+    b.put("chunks/aa/one", b"2", Durability::Immediate).unwrap();
+    assert!(b
+        .copy("chunks/aa/one", "chunks/ab/two", Durability::Immediate)
+        .unwrap());
+    assert!(b
+        .copy("chunks/ab/two", "chunks/ab/two", Durability::Deferred)
+        .unwrap());
+    assert!(b.touch("chunks/ab/two").unwrap());
+    assert!(b
+        .move_object(
+            "chunks/ab/two",
+            "trash/1/chunks/ab/two",
+            Durability::Deferred
+        )
+        .unwrap());
+    let dir: &tempfile::TempDir = s.keep.downcast_ref().unwrap();
+    let tmp = walk(dir.path())
+        .into_iter()
+        .filter(|e| {
+            e.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".tmp-")
+        })
+        .count();
     assert_eq!(tmp, 0);
 }
 
@@ -263,24 +251,4 @@ fn rocks_index_held_by_another_opener_is_named_in_the_error() {
     };
     assert!(e.contains("in use by another vmkeep process"), "{e}");
     assert!(e.contains(&p.display().to_string()), "{e}");
-}
-
-#[test]
-fn backends_are_shareable_across_threads() {
-    let d = tempfile::tempdir().unwrap();
-    let b: Arc<dyn Backend> = Arc::new(LocalBackend::new(d.path()));
-    std::thread::scope(|s| {
-        for t in 0..4u8 {
-            let b = b.clone();
-            s.spawn(move || {
-                for i in 0..50u8 {
-                    // Everyone writes the same names: last rename wins, never a torn file.
-                    b.put(&format!("chunks/00/{i}"), &[i; 4096], Durability::Deferred)
-                        .unwrap();
-                    let got = b.get(&format!("chunks/00/{i}")).unwrap().unwrap();
-                    assert_eq!(got, vec![i; 4096], "thread {t}");
-                }
-            });
-        }
-    });
 }

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::backends::Flaky;
 use common::*;
-use vmkeep_engine::backend::{Backend, Durability, LocalBackend};
+use vmkeep_engine::backend::{Backend, LocalBackend};
 use vmkeep_engine::index::MemIndex;
 use vmkeep_engine::lock::{Lock, LockTimes, Mode};
 use vmkeep_engine::ops::backup::{backup_source, AreaMode, BackupOptions, DiskSpec};
@@ -17,54 +18,6 @@ use vmkeep_engine::session::WriteSession;
 use vmkeep_engine::source::{DiskSource, Extent};
 use vmkeep_engine::{Error, Result};
 use vmkeep_format::generation::SourceKind;
-
-/// A local backend whose puts of lock files fail while `failing` is set.
-struct Flaky {
-    inner: LocalBackend,
-    failing: Arc<AtomicBool>,
-}
-
-impl Backend for Flaky {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    fn get(&self, p: &str) -> Result<Option<Vec<u8>>> {
-        self.inner.get(p)
-    }
-    fn size(&self, p: &str) -> Result<Option<u64>> {
-        self.inner.size(p)
-    }
-    fn put(&self, p: &str, d: &[u8], du: Durability) -> Result<()> {
-        if p.starts_with("locks/") && self.failing.load(Ordering::SeqCst) {
-            return Err(Error::storage(
-                p,
-                std::io::Error::other("injected put failure"),
-            ));
-        }
-        self.inner.put(p, d, du)
-    }
-    fn exists(&self, p: &str) -> Result<bool> {
-        self.inner.exists(p)
-    }
-    fn delete(&self, p: &str) -> Result<()> {
-        self.inner.delete(p)
-    }
-    fn list(&self, d: &str, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<()> {
-        self.inner.list(d, f)
-    }
-    fn touch(&self, p: &str) -> Result<bool> {
-        self.inner.touch(p)
-    }
-    fn sync(&self) -> Result<()> {
-        self.inner.sync()
-    }
-    fn modified(&self, p: &str) -> Result<Option<i64>> {
-        self.inner.modified(p)
-    }
-    fn rename(&self, a: &str, b: &str, du: Durability) -> Result<()> {
-        self.inner.rename(a, b, du)
-    }
-}
 
 /// Reads slowly; flips `failing` on after its first read.
 struct Slow {

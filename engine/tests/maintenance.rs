@@ -9,13 +9,15 @@ use std::sync::Arc;
 use rand::{Rng, SeedableRng};
 use vmkeep_engine::backend::LocalBackend;
 use vmkeep_engine::index::MemIndex;
+use vmkeep_engine::layout::object_path;
 use vmkeep_engine::lock::{Lock, Mode};
-use vmkeep_engine::repo::{object_path, Repository};
+use vmkeep_engine::repo::Repository;
 use vmkeep_engine::verify::{verify, Subset};
 use vmkeep_format::blob::BlobType;
 use vmkeep_format::ObjectId;
 
 mod common;
+use common::backends::ForgetsAfterListing;
 use common::*;
 
 /// Every object path generation `gid` depends on, itself included.
@@ -212,12 +214,13 @@ fn readers_find_objects_in_the_gc_trash() {
     )
     .unwrap();
     for f in &files {
-        b.rename(
-            f,
-            &format!("trash/100/{f}"),
-            vmkeep_engine::backend::Durability::Immediate,
-        )
-        .unwrap();
+        assert!(b
+            .move_object(
+                f,
+                &format!("trash/100/{f}"),
+                vmkeep_engine::backend::Durability::Immediate,
+            )
+            .unwrap());
     }
     assert_eq!(restore(&repo, &gid).unwrap(), data);
     let r = verify(&repo, None, Subset::All, false).unwrap();
@@ -226,69 +229,6 @@ fn readers_find_objects_in_the_gc_trash() {
     b.delete("trashlog/100").unwrap();
     let e = restore(&repo, &gid).unwrap_err().to_string();
     assert!(e.contains("missing"), "{e}");
-}
-
-/// A backend that deletes one path right after the first listing of
-/// `generations/`: a `forget` landing between gc's listing and its loads.
-struct ForgetsAfterListing {
-    inner: LocalBackend,
-    victim: std::sync::Mutex<Option<String>>,
-}
-
-impl vmkeep_engine::backend::Backend for ForgetsAfterListing {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    fn get(&self, p: &str) -> vmkeep_engine::Result<Option<Vec<u8>>> {
-        self.inner.get(p)
-    }
-    fn size(&self, p: &str) -> vmkeep_engine::Result<Option<u64>> {
-        self.inner.size(p)
-    }
-    fn put(
-        &self,
-        p: &str,
-        d: &[u8],
-        dur: vmkeep_engine::backend::Durability,
-    ) -> vmkeep_engine::Result<()> {
-        self.inner.put(p, d, dur)
-    }
-    fn exists(&self, p: &str) -> vmkeep_engine::Result<bool> {
-        self.inner.exists(p)
-    }
-    fn delete(&self, p: &str) -> vmkeep_engine::Result<()> {
-        self.inner.delete(p)
-    }
-    fn list(
-        &self,
-        dir: &str,
-        f: &mut dyn FnMut(&str) -> vmkeep_engine::Result<()>,
-    ) -> vmkeep_engine::Result<()> {
-        self.inner.list(dir, f)?;
-        if dir == "generations" {
-            if let Some(v) = self.victim.lock().unwrap().take() {
-                self.inner.delete(&v)?;
-            }
-        }
-        Ok(())
-    }
-    fn touch(&self, p: &str) -> vmkeep_engine::Result<bool> {
-        self.inner.touch(p)
-    }
-    fn sync(&self) -> vmkeep_engine::Result<()> {
-        self.inner.sync()
-    }
-    fn modified(&self, p: &str) -> vmkeep_engine::Result<Option<i64>> {
-        self.inner.modified(p)
-    }
-    fn rename(
-        &self,
-        from: &str,
-        to: &str,
-        dur: vmkeep_engine::backend::Durability,
-    ) -> vmkeep_engine::Result<()> {
-        self.inner.rename(from, to, dur)
-    }
 }
 
 /// `forget` takes a shared lock and so may run beside gc: a generation
@@ -332,4 +272,30 @@ fn gc_skips_a_generation_forgotten_while_it_marks() {
     );
     assert!(restore(&repo, &gb).unwrap() == b);
     assert!(verify(&repo, None, Subset::All, false).unwrap().clean());
+}
+
+/// SPEC.md §13.4: phase 2 waits for a backup whose lock started within
+/// the clock margin after the sweep's end E, since its clock may be ahead
+/// of gc's; without the margin that backup passes for a later one.
+#[test]
+fn phase_two_waits_for_backups_started_within_the_margin_after_the_sweep() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = new_repo(d.path());
+    let ix = MemIndex::new();
+    let b = repo.backend();
+    let end = Repository::now() - 30;
+    b.put(
+        "trashlog/100",
+        format!("{end}\n").as_bytes(),
+        vmkeep_engine::backend::Durability::Immediate,
+    )
+    .unwrap();
+    let _backup = Lock::acquire(b.clone(), Mode::Shared, "backup", None).unwrap();
+    let l = Lock::acquire(b.clone(), Mode::Gc, "gc", None).unwrap();
+    let rep = vmkeep_engine::gc::gc_with_margin(&repo, Some(&ix), &l.name(), 60).unwrap();
+    assert_eq!(rep.pending_batches, ["100"], "{rep:?}");
+    assert!(b.exists("trashlog/100").unwrap());
+    let rep = vmkeep_engine::gc::gc_with_margin(&repo, Some(&ix), &l.name(), 0).unwrap();
+    assert!(rep.pending_batches.is_empty(), "{rep:?}");
+    assert!(!b.exists("trashlog/100").unwrap());
 }

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::backends::Counting;
 use common::*;
-use vmkeep_engine::backend::{Backend, Durability, LocalBackend};
+use vmkeep_engine::backend::LocalBackend;
 use vmkeep_engine::index::MemIndex;
 use vmkeep_engine::ops::backup::{backup, AreaMode, BackupOptions, DiskSpec};
 use vmkeep_engine::progress::NoProgress;
@@ -20,51 +21,6 @@ use vmkeep_engine::source::{DiskSource, Extent};
 use vmkeep_engine::verify::{verify, Subset};
 use vmkeep_engine::{Error, Result};
 use vmkeep_format::generation::SourceKind;
-
-/// A local backend that counts the puts of each chunk object.
-struct Counting {
-    inner: LocalBackend,
-    puts: Mutex<HashMap<String, u64>>,
-}
-
-impl Backend for Counting {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    fn get(&self, p: &str) -> Result<Option<Vec<u8>>> {
-        self.inner.get(p)
-    }
-    fn size(&self, p: &str) -> Result<Option<u64>> {
-        self.inner.size(p)
-    }
-    fn put(&self, p: &str, d: &[u8], du: Durability) -> Result<()> {
-        if p.starts_with("chunks/") {
-            *self.puts.lock().unwrap().entry(p.to_string()).or_default() += 1;
-        }
-        self.inner.put(p, d, du)
-    }
-    fn exists(&self, p: &str) -> Result<bool> {
-        self.inner.exists(p)
-    }
-    fn delete(&self, p: &str) -> Result<()> {
-        self.inner.delete(p)
-    }
-    fn list(&self, d: &str, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<()> {
-        self.inner.list(d, f)
-    }
-    fn touch(&self, p: &str) -> Result<bool> {
-        self.inner.touch(p)
-    }
-    fn sync(&self) -> Result<()> {
-        self.inner.sync()
-    }
-    fn modified(&self, p: &str) -> Result<Option<i64>> {
-        self.inner.modified(p)
-    }
-    fn rename(&self, from: &str, to: &str, du: Durability) -> Result<()> {
-        self.inner.rename(from, to, du)
-    }
-}
 
 /// A disk in memory that fails to read at `fail_at` (bytes), after
 /// `delay_us` per read so that the other disks are well under way.

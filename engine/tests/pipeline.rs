@@ -11,8 +11,9 @@ use vmkeep_engine::backup::{
     backup_disk, commit_generation, DiskJob, DiskResult, GenerationInfo, Parent,
 };
 use vmkeep_engine::index::MemIndex;
+use vmkeep_engine::layout::object_path;
 use vmkeep_engine::progress::NoProgress;
-use vmkeep_engine::repo::{object_path, InitOptions, Repository};
+use vmkeep_engine::repo::{InitOptions, Repository};
 use vmkeep_engine::restore::restore_disk;
 use vmkeep_engine::session::WriteSession;
 use vmkeep_engine::source::{DiskSource, Extent};

@@ -6,8 +6,8 @@ mod common;
 use common::{backup, new_repo, CS};
 use proptest::prelude::*;
 use vmkeep_engine::index::MemIndex;
+use vmkeep_engine::layout::object_path;
 use vmkeep_engine::reader::{DiskReader, ReaderOptions};
-use vmkeep_engine::repo::object_path;
 use vmkeep_format::blob::BlobType;
 
 fn data(len: usize, seed: u64) -> Vec<u8> {

@@ -1,18 +1,31 @@
-//! Storage backends: flat namespaces of named objects (`chunks/ab/<id>`,
-//! `manifests/<id>`, `config`, ...). Paths use `/` and never start with it.
+//! Storage backends: flat namespaces of objects named by the keys of
+//! [`crate::layout`] (config, key slots, chunks, manifest pages, manifests,
+//! generations, protection marks, locks, quarantined and trashed objects,
+//! trash logs). A backend takes layout keys only; `dir` arguments are
+//! [`crate::layout::Dir`] paths.
 //!
-//! Durability contract: a [`Durability::Deferred`] put is atomic (readers
+//! The operations are those every object store has (SPEC.md §11): put,
+//! get, list under a prefix, delete, stat (size and last-modified) and
+//! server-side copy. There is no rename and no way to set a time:
+//! [`Backend::touch`] sets last-modified to the *storage's* now (an object
+//! store copies the object onto itself), and [`Backend::move_object`] is
+//! a copy, then a delete, unless a backend can do better (the local one
+//! renames). Nothing relies on a move being atomic.
+//!
+//! Durability: a [`Durability::Deferred`] put or copy is atomic (readers
 //! see the whole object or none) but may be lost in a crash until the next
-//! [`Backend::sync`]; an [`Durability::Immediate`] put is atomic and durable
-//! when it returns. Callers order their writes with these (SPEC.md §7).
+//! [`Backend::sync`]; an [`Durability::Immediate`] one is atomic and
+//! durable when it returns (on an object store every write is, and sync
+//! does nothing). Callers order their writes with these (SPEC.md §11).
 
 mod local;
 
 pub use local::LocalBackend;
 
+use crate::layout::name_of;
 use crate::Result;
 
-/// How durable a put must be when it returns.
+/// How durable a write must be when it returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
     /// Atomic; durable after the next [`Backend::sync`].
@@ -21,18 +34,39 @@ pub enum Durability {
     Immediate,
 }
 
-/// A place that stores objects.
+/// A place that stores objects. The required methods are the object-store
+/// operations; the others have defaults built on them.
 pub trait Backend: Send + Sync {
     /// Where it is, for messages.
     fn location(&self) -> String;
     /// The object's bytes, or `None` when it does not exist.
-    fn get(&self, path: &str) -> Result<Option<Vec<u8>>>;
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Stores an object, replacing any existing one atomically.
+    fn put(&self, key: &str, data: &[u8], durability: Durability) -> Result<()>;
+    /// Removes an object; removing a missing object is not an error.
+    fn delete(&self, key: &str) -> Result<()>;
+    /// Calls `f` with the key of every object under `dir` (at any depth,
+    /// sorted by key, incomplete writes left out); a missing `dir` is empty.
+    /// An error from `f` stops the listing and is returned.
+    fn list(&self, dir: &str, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<()>;
+    /// Size and last-modified time (the storage's clock, set at the last
+    /// write, copy onto it or touch); `None` when missing.
+    fn stat(&self, key: &str) -> Result<Option<ObjectStat>>;
+    /// Copies `from` to `to` (replacing any object there atomically, its
+    /// last-modified the storage's now); `false` when `from` does not
+    /// exist. `from == to` is allowed and refreshes last-modified (an S3
+    /// backend copies onto itself with the metadata directive `REPLACE`).
+    fn copy(&self, from: &str, to: &str, durability: Durability) -> Result<bool>;
+    /// Makes every earlier [`Durability::Deferred`] write and every delete
+    /// durable.
+    fn sync(&self) -> Result<()>;
+
     /// Reads the object into `buf` (cleared first, its capacity reused);
     /// `false` when it does not exist. Readers of many objects use it to
     /// avoid one allocation per object.
-    fn get_into(&self, path: &str, buf: &mut Vec<u8>) -> Result<bool> {
+    fn get_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<bool> {
         buf.clear();
-        match self.get(path)? {
+        match self.get(key)? {
             Some(b) => {
                 *buf = b;
                 Ok(true)
@@ -42,36 +76,39 @@ pub trait Backend: Send + Sync {
     }
     /// A hint that the object will be read soon: a backend may start
     /// fetching it in the background. Never fails; the default does nothing.
-    fn prefetch(&self, _path: &str) {}
+    fn prefetch(&self, _key: &str) {}
     /// The object's stored size in bytes, or `None` when it does not exist.
-    fn size(&self, path: &str) -> Result<Option<u64>>;
-    /// Stores an object, replacing any existing one atomically.
-    fn put(&self, path: &str, data: &[u8], durability: Durability) -> Result<()>;
-    /// True when the object exists.
-    fn exists(&self, path: &str) -> Result<bool>;
-    /// Removes an object; removing a missing object is not an error.
-    fn delete(&self, path: &str) -> Result<()>;
-    /// Calls `f` with the path of every object under directory `dir`.
-    fn list(&self, dir: &str, f: &mut dyn FnMut(&str) -> Result<()>) -> Result<()>;
-    /// Marks an object as used now (its modification time); `false` when
-    /// it does not exist. Garbage collection relies on it (SPEC.md §8).
-    fn touch(&self, path: &str) -> Result<bool>;
-    /// Makes every earlier [`Durability::Deferred`] put durable.
-    fn sync(&self) -> Result<()>;
-    /// Last modification (or touch) time, Unix seconds; `None` when missing.
-    fn modified(&self, path: &str) -> Result<Option<i64>>;
-    /// Size and modification time together (one request where the backend
-    /// can: gc asks for both of every garbage object); `None` when missing.
-    fn stat(&self, path: &str) -> Result<Option<ObjectStat>> {
-        let Some(modified) = self.modified(path)? else {
-            return Ok(None);
-        };
-        Ok(self.size(path)?.map(|size| ObjectStat { size, modified }))
+    fn size(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self.stat(key)?.map(|s| s.size))
     }
-    /// Moves an object to a new name atomically (replacing any object
-    /// there); with [`Durability::Deferred`] the move is durable after the
-    /// next [`Backend::sync`].
-    fn rename(&self, from: &str, to: &str, durability: Durability) -> Result<()>;
+    /// Last-modified time, Unix seconds of the storage's clock; `None`
+    /// when missing.
+    fn modified(&self, key: &str) -> Result<Option<i64>> {
+        Ok(self.stat(key)?.map(|s| s.modified))
+    }
+    /// True when the object exists.
+    fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.stat(key)?.is_some())
+    }
+    /// Marks an object as in use: its last-modified becomes the storage's
+    /// now; `false` when it does not exist. Garbage collection relies on
+    /// it (SPEC.md §12, §13.4). The default copies the object onto itself
+    /// (Deferred: durable after the next sync).
+    fn touch(&self, key: &str) -> Result<bool> {
+        self.copy(key, key, Durability::Deferred)
+    }
+    /// Moves an object to `to` (replacing any object there); `false` when
+    /// `from` does not exist. The default copies durably, then deletes, so
+    /// a crash leaves the object at `from`, at `to` or at both, never at
+    /// neither; with [`Durability::Deferred`] the delete (and so the move)
+    /// is durable after the next [`Backend::sync`].
+    fn move_object(&self, from: &str, to: &str, _durability: Durability) -> Result<bool> {
+        if !self.copy(from, to, Durability::Immediate)? {
+            return Ok(false);
+        }
+        self.delete(from)?;
+        Ok(true)
+    }
 }
 
 /// What [`Backend::stat`] tells of an object.
@@ -79,33 +116,33 @@ pub trait Backend: Send + Sync {
 pub struct ObjectStat {
     /// Stored size in bytes.
     pub size: u64,
-    /// Last modification (or touch) time, Unix seconds.
+    /// Last-modified time, Unix seconds of the storage's clock.
     pub modified: i64,
 }
 
-/// The last path component (the name) of every object under `dir`.
+/// The name (last key component) of every object under `dir`.
 pub fn list_names(b: &dyn Backend, dir: &str) -> Result<Vec<String>> {
     let mut names = Vec::new();
-    b.list(dir, &mut |p| {
-        names.push(p.rsplit('/').next().unwrap_or(p).to_string());
+    b.list(dir, &mut |k| {
+        names.push(name_of(k).to_string());
         Ok(())
     })?;
     Ok(names)
 }
 
-/// Every object under `dir` as (path, name, bytes); objects removed between
+/// Every object under `dir` as (key, name, bytes); objects removed between
 /// listing and reading are skipped. For small directories (keys, locks).
 pub fn read_all(b: &dyn Backend, dir: &str) -> Result<Vec<(String, String, Vec<u8>)>> {
-    let mut paths = Vec::new();
-    b.list(dir, &mut |p| {
-        paths.push(p.to_string());
+    let mut keys = Vec::new();
+    b.list(dir, &mut |k| {
+        keys.push(k.to_string());
         Ok(())
     })?;
     let mut out = Vec::new();
-    for p in paths {
-        if let Some(raw) = b.get(&p)? {
-            let name = p.rsplit('/').next().unwrap_or(&p).to_string();
-            out.push((p, name, raw));
+    for k in keys {
+        if let Some(raw) = b.get(&k)? {
+            let name = name_of(&k).to_string();
+            out.push((k, name, raw));
         }
     }
     Ok(out)

@@ -16,7 +16,8 @@ use vmkeep_format::blob::BlobType;
 use vmkeep_format::ObjectId;
 
 use super::{Index, RocksIndex};
-use crate::repo::{id_from_path, object_dir, object_path, Repository};
+use crate::layout::{blob_of, id_from_path, object_path, Dir};
+use crate::repo::Repository;
 use crate::{Error, Result};
 
 /// How long [`drop_damaged`] waits for an index another process holds
@@ -98,14 +99,8 @@ pub fn apply_drop_note(idx: &dyn Index, path: &Path) -> Result<usize> {
     };
     let mut n = 0;
     for line in text.lines() {
-        let ty = if line.starts_with("chunks/") {
-            BlobType::Chunk
-        } else if line.starts_with("pages/") {
-            BlobType::ManifestPage
-        } else {
-            continue; // a torn last line
-        };
-        if let Some(id) = id_from_path(line) {
+        // A torn last line names nothing.
+        if let Some((ty @ (BlobType::Chunk | BlobType::ManifestPage), id)) = blob_of(line) {
             idx.remove(ty, &id)?;
             n += 1;
         }
@@ -124,7 +119,7 @@ pub fn forget_quarantined(repo: &Repository, idx: &dyn Index) -> Result<usize> {
     let mut n = 0;
     for ty in [BlobType::Chunk, BlobType::ManifestPage] {
         let mut found = Vec::new();
-        b.list(&format!("quarantine/{}", object_dir(ty)), &mut |p| {
+        b.list(&Dir::Quarantined(ty).path(), &mut |p| {
             if let Some(id) = id_from_path(p) {
                 found.push(id);
             }

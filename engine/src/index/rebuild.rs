@@ -14,7 +14,8 @@ use rayon::prelude::*;
 use vmkeep_format::blob::{self, BlobType};
 
 use super::{Index, IndexEntry, RocksIndex, META_REPO, META_STATE};
-use crate::repo::{id_from_path, object_dir, Repository};
+use crate::layout::{id_from_path, Dir};
+use crate::repo::Repository;
 use crate::{Error, Result};
 
 /// What a rebuild found.
@@ -34,7 +35,7 @@ pub fn rebuild(repo: &Repository, index: &dyn Index) -> Result<RebuildReport> {
     let mut report = RebuildReport::default();
     for ty in [BlobType::Chunk, BlobType::ManifestPage] {
         let mut paths = Vec::new();
-        repo.backend().list(object_dir(ty), &mut |p| {
+        repo.backend().list(&Dir::Blobs(ty).path(), &mut |p| {
             paths.push(p.to_string());
             Ok(())
         })?;

@@ -18,13 +18,12 @@
 
 mod conn;
 mod disk;
-mod error;
 pub mod init;
 mod source;
 mod target;
 
+pub use crate::error::vddk::{VddkError, VixFailure};
 pub use conn::{AccessGuard, ConnectSpec, VddkConnection};
 pub use disk::{VddkDisk, SECTOR};
-pub use error::{VddkError, VixFailure};
 pub use source::VddkSource;
 pub use target::VddkTarget;
