@@ -10,9 +10,9 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use vmkeep_engine::ops::restore::RestoreTo;
 use vmkeep_engine::source::DiskSource;
-use vmkeep_engine::target::DiskTarget;
-use vmkeep_engine::vddk::{ConnectSpec, VddkSource, VddkTarget};
+use vmkeep_engine::vddk::{ConnectSpec, VddkSource};
 
 use crate::vcargs::VcArgs;
 
@@ -82,14 +82,7 @@ fn spec(a: &VddkDiskArgs, vc: &VcArgs) -> anyhow::Result<(ConnectSpec, String)> 
         .user
         .clone()
         .context("a remote VDDK disk needs --vc-user")?;
-    let pw_file = vc
-        .password_file
-        .as_ref()
-        .context("a remote VDDK disk needs --vc-password-file")?;
-    let password = std::fs::read_to_string(pw_file)
-        .with_context(|| format!("reading {}", pw_file.display()))?
-        .trim_end_matches(['\n', '\r'])
-        .to_string();
+    let password = crate::password::vcenter(vc.password_file.as_deref(), &user)?;
     let spec = ConnectSpec {
         server: Some(server),
         port,
@@ -123,20 +116,16 @@ pub fn open_source(a: &VddkDiskArgs) -> anyhow::Result<Box<dyn DiskSource>> {
     let dir = libdir(a.vddk_libdir.as_deref())?;
     let (spec, path) = spec(a, &a.vc)?;
     let s = VddkSource::open(dir, &spec, &path)
-        .with_context(|| format!("opening {path} through VDDK"))?;
+        .map_err(|source| vmkeep_engine::Error::VddkOpen { path, source })?;
     Ok(Box::new(s))
 }
 
-/// Opens the disk for writing (it must exist and be large enough).
-pub fn open_target(a: &VddkDiskArgs) -> anyhow::Result<Box<dyn DiskTarget>> {
-    let dir = libdir(a.vddk_libdir.as_deref())?;
+/// The disk to restore to (it must exist and be large enough); the
+/// restore opens it once the generation is known.
+pub fn restore_to(a: &VddkDiskArgs) -> anyhow::Result<RestoreTo> {
+    let libdir = libdir(a.vddk_libdir.as_deref())?.to_path_buf();
     let (spec, path) = spec(a, &a.vc)?;
-    if spec.snapshot_ref.is_some() {
-        log::info!("writing {path}: --snapshot-ref is passed to VDDK; writes go to the disk named");
-    }
-    let t = VddkTarget::open(dir, &spec, &path)
-        .with_context(|| format!("opening {path} through VDDK"))?;
-    Ok(Box::new(t))
+    Ok(RestoreTo::Vddk { libdir, spec, path })
 }
 
 #[cfg(test)]
