@@ -270,7 +270,18 @@ fn main() -> ExitCode {
     output::init_logging();
     // Read the local UTC offset while the process is single-threaded.
     context::init_utc_offset();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        // Help and version go to stdout with 0; a usage error to stderr.
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
     let json = cli.output.json;
     match run(cli) {
         Ok(code) => ExitCode::from(code),
