@@ -16,6 +16,12 @@ use crate::output::{count, name, print_json, size, time};
 use crate::{context, outln, Global, IndexedRepoArgs, RepoArgs};
 
 #[derive(clap::Args, Debug)]
+#[command(group(
+    clap::ArgGroup::new("kdf")
+        .multiple(true)
+        .args(["kdf_memory_kib", "kdf_iterations", "kdf_lanes"])
+        .conflicts_with("no_encryption")
+))]
 pub struct InitArgs {
     #[command(flatten)]
     pub repo: RepoArgs,

@@ -27,7 +27,7 @@ pub struct RestoreArgs {
     #[arg(long = "disk", id = "disk_name")]
     pub disk: Option<String>,
     /// Overwrite an existing target file.
-    #[arg(long, requires = "to")]
+    #[arg(long, conflicts_with = "vddk_disk")]
     pub force: bool,
     #[command(flatten)]
     pub threads: Threads,

@@ -522,3 +522,46 @@ fn protect_generations_unlock_and_init() {
     let e = init(b, None, &InitOptions::default()).unwrap_err();
     assert!(matches!(e, Error::PasswordRequired(_)), "{e}");
 }
+
+#[test]
+fn restore_of_a_generation_with_two_disks_needs_one_named() {
+    use vmkeep_engine::backup::{backup_disk, commit_generation, DiskJob, GenerationInfo};
+    let d = tempfile::tempdir().unwrap();
+    let repo = new_repo(d.path());
+    let ix = MemIndex::new();
+    let disk = |name: &str, fill: u8| {
+        let job = DiskJob {
+            disk_name: name.into(),
+            source: Box::new(Mem(vec![fill; 2 * CS as usize])),
+            use_allocation: false,
+            areas: None,
+            parent: None,
+            chunk_size: CS,
+            change_id: String::new(),
+            threads: 1,
+            lock: None,
+        };
+        backup_disk(&repo, &ix, job, &NoProgress).unwrap()
+    };
+    let disks = [disk("a", 1), disk("b", 2)];
+    let info = GenerationInfo {
+        source_kind: vmkeep_format::generation::SourceKind::Image,
+        source: "vm".into(),
+        parent: None,
+        started: 0,
+        utc_offset: 0,
+        metadata: vec![],
+    };
+    commit_generation(&repo, info, &disks).unwrap();
+    let to = || RestoreTo::Target(Box::new(Out::default()));
+    let e = restore(&repo, &restore_opts("latest"), to(), &NoProgress).unwrap_err();
+    assert!(
+        matches!(&e, Error::DiskNotChosen { count: 2, has, .. } if has == "a, b"),
+        "{e}"
+    );
+    let mut o = restore_opts("latest");
+    o.disk = Some("b".into());
+    let r = restore(&repo, &o, to(), &NoProgress).unwrap();
+    assert_eq!(r.disk, "b");
+    assert_eq!(r.data_bytes, 2 * CS as u64);
+}

@@ -154,6 +154,14 @@ fn help_lists_only_the_options_a_command_takes() {
             &["verify", "--keyless", "--read-data-subset", "1/2"],
             "cannot be used",
         ),
+        (
+            &["init", "--no-encryption", "--kdf-lanes", "2"],
+            "cannot be used",
+        ),
+        (
+            &["restore", "latest", "--vddk-disk", "d", "--force"],
+            "cannot be used",
+        ),
     ] {
         let r = rig.human(args);
         assert_eq!(r.code, 2, "{args:?}: {r}");
