@@ -16,9 +16,21 @@ use vmkeep_engine::vddk::{ConnectSpec, VddkSource};
 
 use crate::vcargs::VcArgs;
 
-/// Options that select a disk read or written through VDDK.
+/// Options that select a disk read or written through VDDK. Those that
+/// only describe such a disk (and the TLS choice) need `--vddk-disk`,
+/// through the group `vddk`: required directly, `--vddk-disk` would count
+/// as given whenever the other member of the command's "one of" group is.
+/// Those a variable can set do not, so an exported `VDDK_LIBDIR` leaves
+/// `--image` alone.
 #[derive(clap::Args, Clone, Debug, Default)]
 #[command(next_help_heading = "VDDK disk (instead of a local image)")]
+#[command(group(clap::ArgGroup::new("vddk").args(["vddk_disk"])))]
+#[command(group(
+    clap::ArgGroup::new("vddk_tls")
+        .multiple(true)
+        .args(["vc_insecure", "vc_fingerprint"])
+        .requires("vddk")
+))]
 pub struct VddkDiskArgs {
     /// Disk to access through VDDK: a local .vmdk path, or "[datastore] vm/disk.vmdk" with --vcenter.
     #[arg(long = "vddk-disk", id = "vddk_disk")]
@@ -29,16 +41,16 @@ pub struct VddkDiskArgs {
     #[command(flatten)]
     pub vc: VcArgs,
     /// Managed object reference of the VM owning the disk (vm-NN).
-    #[arg(long = "vm-moref")]
+    #[arg(long = "vm-moref", requires = "vddk")]
     pub vm_moref: Option<String>,
     /// SHA-1 thumbprint of the vCenter/ESXi certificate (AA:BB:...), required by VDDK.
-    #[arg(long)]
+    #[arg(long, requires = "vddk")]
     pub thumbprint: Option<String>,
     /// Read the disk as of this snapshot (snapshot-NN).
-    #[arg(long = "snapshot-ref")]
+    #[arg(long = "snapshot-ref", requires = "vddk")]
     pub snapshot_ref: Option<String>,
     /// VDDK transport modes in order of preference, e.g. nbdssl:nbd, hotadd, san.
-    #[arg(long)]
+    #[arg(long, requires = "vddk")]
     pub transport: Option<String>,
 }
 

@@ -162,6 +162,14 @@ fn help_lists_only_the_options_a_command_takes() {
             &["restore", "latest", "--vddk-disk", "d", "--force"],
             "cannot be used",
         ),
+        (
+            &["restore", "latest", "--to", "/tmp/x", "--thumbprint", "AA"],
+            "--vddk-disk",
+        ),
+        (
+            &["backup", "--image", "/tmp/x", "--disk", "d", "--insecure"],
+            "--vddk-disk",
+        ),
     ] {
         let r = rig.human(args);
         assert_eq!(r.code, 2, "{args:?}: {r}");
