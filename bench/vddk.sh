@@ -41,11 +41,11 @@ DESC
 run() { # name, args...
     local name=$1; shift
     local repo=$WORK/repo-$name
-    "$VMKEEP" --repo "$repo" --quiet init --no-encryption >/dev/null
+    "$VMKEEP" --quiet init --repo "$repo" --no-encryption >/dev/null
     sync
     local t0 t1
     t0=$(date +%s.%N)
-    "$VMKEEP" --repo "$repo" --quiet --vddk-libdir "$WORK/libdir" backup --disk d0 "$@" >/dev/null
+    "$VMKEEP" --quiet backup --repo "$repo" --vddk-libdir "$WORK/libdir" --disk d0 "$@" >/dev/null
     t1=$(date +%s.%N)
     echo "$t0 $t1" | awk -v n="$name" -v s="$SIZE_MIB" \
         '{d=$2-$1; printf "%-6s %8.2f s %8.1f MB/s\n", n, d, s*1.048576/d}'

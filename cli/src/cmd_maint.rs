@@ -1,18 +1,25 @@
 //! Maintenance commands: `verify`, `forget`, `protect`, `gc`, `unlock`.
+//! Each builds the options of its engine operation ([`vmkeep_engine::ops`]),
+//! calls it, and prints the report (as JSON with `--json`).
 
-use serde_json::json;
-use vmkeep_engine::index::Dropped;
 use vmkeep_engine::ops::forget::{ForgetOptions, Selection};
+use vmkeep_engine::ops::gc::GcOptions;
+use vmkeep_engine::ops::protect::ProtectOptions;
+use vmkeep_engine::ops::unlock::UnlockOptions;
+use vmkeep_engine::ops::verify::{IndexDrop, VerifyOptions};
+use vmkeep_engine::ops::{self, short};
 use vmkeep_engine::retention::{self, Policy};
-use vmkeep_engine::verify::{self, Subset};
+use vmkeep_engine::verify::Subset;
 
-use crate::output::{count, name, size, time};
-use crate::{context, outln, Global};
+use crate::output::{count, name, print_json, size, time};
+use crate::{context, outln, Global, IndexedRepoArgs, RepoArg, RepoArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
+    #[command(flatten)]
+    pub repo: IndexedRepoArgs,
     /// Check only a part of the chunks: `N/M` (part N of M) or `P%` (a random share).
-    #[arg(long, value_parser = Subset::parse)]
+    #[arg(long, value_parser = Subset::parse, conflicts_with = "keyless")]
     pub read_data_subset: Option<Subset>,
     /// No password: check every stored object against its checksum (for offsite hosts).
     #[arg(long)]
@@ -24,99 +31,78 @@ pub struct VerifyArgs {
 }
 
 pub fn verify(g: &Global, a: &VerifyArgs) -> anyhow::Result<u8> {
-    let subset = a.read_data_subset.unwrap_or(Subset::All);
-    let mut dropped = None;
-    let report = if a.keyless {
-        let b = context::backend(g)?;
-        vmkeep_engine::repo::Repository::read_config(b.as_ref())?;
-        verify::verify_keyless(b.as_ref())?
+    let r = if a.keyless {
+        ops::verify::verify_keyless(context::backend(g)?.as_ref())?
     } else {
         let repo = context::open_repo(g)?;
-        let _lock = context::lock(&repo, vmkeep_engine::lock::Mode::Shared, None)?;
-        let r = verify::verify(&repo, None, subset, a.quarantine)?;
-        if !r.bad.is_empty() {
-            // No backup of this host deduplicates against them again.
-            let p = context::index_path(g, &repo)?;
-            dropped = Some(vmkeep_engine::index::drop_damaged(&p, &r.bad)?);
-        }
-        r
+        let o = VerifyOptions {
+            subset: a.read_data_subset.unwrap_or(Subset::All),
+            quarantine: a.quarantine,
+            // No backup of this host deduplicates against damage again.
+            index: context::index_path(g, &repo).ok(),
+            command: context::command_line(),
+        };
+        ops::verify::verify(&repo, &o)?
     };
     if g.json {
-        outln!(
-            "{}",
-            json!({
-                "clean": report.clean(),
-                "subset": a.read_data_subset.is_some(),
-                "chunks_referenced": report.chunks_referenced,
-                "chunks_checked": report.chunks_checked,
-                "bytes_checked": report.bytes_checked,
-                "damage": report.damage.iter().map(|d| json!({"path": d.path, "problem": d.problem})).collect::<Vec<_>>(),
-                "quarantined": report.quarantined,
-                "generations": report.generations.iter().map(|v| json!({
-                    "id": v.id.to_hex(), "source": v.source,
-                    "status": v.status(subset),
-                    "intact": v.damaged.is_empty() && subset == Subset::All,
-                    "damaged_objects": v.damaged,
-                })).collect::<Vec<_>>(),
-            })
-        )?;
+        print_json(&r)?;
     } else {
-        for v in &report.generations {
+        for v in &r.generations {
             let src = if v.source.is_empty() {
                 "source unknown".to_string()
             } else {
                 name(&v.source)
             };
-            if v.damaged.is_empty() {
-                outln!("generation {} ({src}): {}", v.id.short(), v.status(subset))?;
+            if v.damaged_objects.is_empty() {
+                outln!("generation {} ({src}): {}", short(&v.id), v.status)?;
             } else {
                 outln!(
                     "generation {} ({src}): DAMAGED, {}: {}",
-                    v.id.short(),
-                    count(v.damaged.len() as u64, "bad object"),
-                    v.damaged.join(", ")
+                    short(&v.id),
+                    count(v.damaged_objects.len() as u64, "bad object"),
+                    v.damaged_objects.join(", ")
                 )?;
             }
         }
-        for d in &report.damage {
+        for d in &r.damage {
             outln!("damaged: {}: {}", d.path, d.problem)?;
         }
-        for q in &report.quarantined {
+        for q in &r.quarantined {
             outln!("quarantined: {q}")?;
         }
-        match dropped {
-            Some(Dropped::Now(n)) if n > 0 => outln!(
+        match r.index {
+            Some(IndexDrop::Dropped(n)) if n > 0 => outln!(
                 "dropped {} from the local index: the next backup stores that data again",
                 count(n as u64, "damaged object")
             )?,
-            Some(Dropped::Noted(n)) => outln!(
+            Some(IndexDrop::Noted(n)) => outln!(
                 "the local index is in use: {} will be dropped from it when it is next opened",
                 count(n as u64, "damaged object")
             )?,
             _ => {}
         }
-        let scope = if a.keyless {
+        let scope = if r.keyless {
             String::new()
-        } else if subset == Subset::All {
-            format!(" of {} referenced", report.chunks_referenced)
+        } else if !r.subset {
+            format!(" of {} referenced", r.chunks_referenced)
         } else {
             format!(
                 " of {} referenced (a subset: the others were not read)",
-                report.chunks_referenced
+                r.chunks_referenced
             )
         };
         outln!(
             "checked {} ({}){scope}; {}",
-            count(report.chunks_checked, "chunk"),
-            size(report.bytes_checked),
-            if report.clean() {
+            count(r.chunks_checked, "chunk"),
+            size(r.bytes_checked),
+            if r.clean {
                 "no damage found".to_string()
             } else {
-                count(report.damage.len() as u64, "damaged object")
+                count(r.damage.len() as u64, "damaged object")
             }
         )?;
     }
-    Ok(if report.clean() {
+    Ok(if r.clean {
         crate::exit::OK
     } else {
         crate::exit::DAMAGED
@@ -132,6 +118,8 @@ pub fn verify(g: &Global, a: &VerifyArgs) -> anyhow::Result<u8> {
                "keep_monthly", "keep_yearly", "keep_within"])
 ))]
 pub struct ForgetArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
     /// Generations to forget (id prefixes, also of damaged ones, `latest`, `latest:NAME`).
     #[arg(conflicts_with_all = ["all", "keep_last", "keep_hourly", "keep_daily", "keep_weekly",
           "keep_monthly", "keep_yearly", "keep_within", "source"])]
@@ -207,7 +195,7 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> anyhow::Result<()> {
         },
     )?;
     if g.json {
-        return outln!("{}", serde_json::to_value(&r)?);
+        return print_json(&r);
     }
     for row in &r.generations {
         let verb = match (row.keep, a.dry_run) {
@@ -217,7 +205,7 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> anyhow::Result<()> {
         };
         outln!(
             "{verb} {} {} {:<20} {}",
-            &row.id[..8],
+            short(&row.id),
             row.time
                 .map(|t| time(t, off_secs))
                 .unwrap_or_else(|| "(unreadable)".into()),
@@ -240,6 +228,8 @@ pub fn forget(g: &Global, a: &ForgetArgs) -> anyhow::Result<()> {
 
 #[derive(clap::Args, Debug)]
 pub struct ProtectArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
     /// Generation to protect (id prefix, `latest`, `latest:NAME`).
     pub generation: String,
     /// Remove the protection instead.
@@ -249,86 +239,77 @@ pub struct ProtectArgs {
 
 pub fn protect(g: &Global, a: &ProtectArgs) -> anyhow::Result<()> {
     let repo = context::open_repo(g)?;
-    let (id, _) = repo.resolve_generation(&a.generation)?;
-    repo.set_protected(&id, !a.remove)?;
+    let o = ProtectOptions {
+        generation: a.generation.clone(),
+        remove: a.remove,
+    };
+    let r = ops::protect::protect(&repo, &o)?;
     if g.json {
-        outln!("{}", json!({"id": id.to_hex(), "protected": !a.remove}))?;
-    } else {
+        return print_json(&r);
+    }
+    outln!(
+        "generation {} is {}",
+        short(&r.id),
+        if r.protected {
+            "protected"
+        } else {
+            "no longer protected"
+        }
+    )
+}
+
+/// `vmkeep gc`: the repository and its index.
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub repo: IndexedRepoArgs,
+}
+
+pub fn gc(g: &Global) -> anyhow::Result<()> {
+    let repo = context::open_repo(g)?;
+    let index = context::index_path(g, &repo)?;
+    let o = GcOptions {
+        index: Some(index.clone()),
+        command: context::command_line(),
+    };
+    let r = ops::gc::gc(&repo, &o)?;
+    context::report_rebuild(g, &index, r.index_rebuilt.as_ref());
+    // Damage does not stop gc, but what it keeps must not go unnoticed.
+    for u in &r.unreadable {
+        eprintln!("vmkeep: warning: {}", u.message);
+    }
+    if g.json {
+        return print_json(&r);
+    }
+    outln!(
+        "{} reference {}; moved {} ({}) to the trash; deleted {} ({} freed); put back {}",
+        count(r.generations, "generation"),
+        count(r.referenced_chunks, "chunk"),
+        count(r.trashed, "unreferenced object"),
+        size(r.trashed_bytes),
+        r.deleted,
+        size(r.freed_bytes),
+        r.restored
+    )?;
+    if let Some(m) = &r.kept_recent_message {
+        outln!("{m}")?;
+    }
+    if !r.pending_batches.is_empty() {
         outln!(
-            "generation {} is {}",
-            id.short(),
-            if a.remove {
-                "no longer protected"
-            } else {
-                "protected"
+            "{} for running backups to finish; the next gc empties them",
+            match r.pending_batches.len() {
+                1 => "1 trash batch waits".to_string(),
+                n => format!("{n} trash batches wait"),
             }
         )?;
     }
     Ok(())
 }
 
-pub fn gc(g: &Global) -> anyhow::Result<()> {
-    let repo = context::open_repo(g)?;
-    let lock = context::lock(&repo, vmkeep_engine::lock::Mode::Gc, None)?;
-    let idx = context::open_index(g, &repo)?;
-    let r = vmkeep_engine::gc::gc(&repo, Some(&idx), &lock.name())?;
-    // Damage does not stop gc, but what it keeps must not go unnoticed.
-    for u in &r.unreadable {
-        eprintln!("vmkeep: warning: {u}");
-    }
-    let recent = (r.kept_recent > 0).then(|| {
-        format!(
-            "{} unreferenced objects ({}) are newer than the cut-off {} ({}) and stay until a later gc",
-            r.kept_recent,
-            size(r.kept_recent_bytes),
-            time(r.cutoff, 0),
-            r.cutoff_reason()
-        )
-    });
-    if g.json {
-        outln!(
-            "{}",
-            json!({"generations": r.generations, "referenced_chunks": r.referenced_chunks,
-                   "trashed": r.trashed, "trashed_bytes": r.trashed_bytes, "deleted": r.deleted,
-                   "freed_bytes": r.deleted_bytes, "restored": r.restored, "pending_batches": r.pending_batches,
-                   "unreadable": r.unreadable.iter().map(|u| json!({
-                       "type": u.ty.name(), "id": u.id.to_hex(), "reason": u.reason, "message": u.to_string(),
-                   })).collect::<Vec<_>>(),
-                   "kept_recent": r.kept_recent, "kept_recent_bytes": r.kept_recent_bytes,
-                   "cutoff": r.cutoff, "cutoff_time": time(r.cutoff, 0), "clock_margin": r.margin,
-                   "cutoff_reason": r.cutoff_reason(),
-                   "cutoff_lock": r.cutoff_lock.as_ref().map(|l| l.describe()),
-                   "kept_recent_message": recent})
-        )?;
-    } else {
-        outln!(
-            "{} reference {}; moved {} ({}) to the trash; deleted {} ({} freed); put back {}",
-            count(r.generations, "generation"),
-            count(r.referenced_chunks, "chunk"),
-            count(r.trashed, "unreferenced object"),
-            size(r.trashed_bytes),
-            r.deleted,
-            size(r.deleted_bytes),
-            r.restored
-        )?;
-        if let Some(m) = &recent {
-            outln!("{m}")?;
-        }
-        if !r.pending_batches.is_empty() {
-            outln!(
-                "{} for running backups to finish; the next gc empties them",
-                match r.pending_batches.len() {
-                    1 => "1 trash batch waits".to_string(),
-                    n => format!("{n} trash batches wait"),
-                }
-            )?;
-        }
-    }
-    Ok(())
-}
-
 #[derive(clap::Args, Debug)]
 pub struct UnlockArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
     /// Remove every lock, also live ones (only when you know their holders are gone).
     #[arg(long)]
     pub all: bool,
@@ -336,27 +317,19 @@ pub struct UnlockArgs {
 
 pub fn unlock(g: &Global, a: &UnlockArgs) -> anyhow::Result<()> {
     let b = context::backend(g)?;
-    vmkeep_engine::repo::Repository::read_config(b.as_ref())?;
     if a.all {
         eprintln!(
             "vmkeep: warning: removing every lock; a running backup or gc loses its protection"
         );
     }
-    let done = vmkeep_engine::lock::unlock(b.as_ref(), a.all)?;
-    let describe = |ls: &[vmkeep_engine::lock::LockInfo]| -> Vec<String> {
-        ls.iter().map(|l| l.describe()).collect()
-    };
+    let r = ops::unlock::unlock(b.as_ref(), &UnlockOptions { all: a.all })?;
     if g.json {
-        outln!(
-            "{}",
-            json!({"removed": describe(&done.removed), "live": describe(&done.live)})
-        )?;
-        return Ok(());
+        return print_json(&r);
     }
-    for d in describe(&done.removed) {
+    for d in &r.removed {
         outln!("removed {d}")?;
     }
-    let n = done.live.len();
+    let n = r.live.len();
     if n > 0 {
         // Live locks stay: say which, so nobody thinks `unlock` failed.
         let (lock, remain) = if n == 1 {
@@ -364,16 +337,16 @@ pub fn unlock(g: &Global, a: &UnlockArgs) -> anyhow::Result<()> {
         } else {
             ("locks", "remain")
         };
-        let none = if done.removed.is_empty() {
+        let none = if r.removed.is_empty() {
             "no stale locks; "
         } else {
             ""
         };
         outln!("{none}{n} live {lock} {remain}:")?;
-        for d in describe(&done.live) {
+        for d in &r.live {
             outln!("  {d}")?;
         }
-    } else if done.removed.is_empty() {
+    } else if r.removed.is_empty() {
         outln!("no stale locks")?;
     }
     Ok(())

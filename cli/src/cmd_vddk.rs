@@ -10,15 +10,27 @@
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use vmkeep_engine::ops::restore::RestoreTo;
 use vmkeep_engine::source::DiskSource;
-use vmkeep_engine::target::DiskTarget;
-use vmkeep_engine::vddk::{ConnectSpec, VddkSource, VddkTarget};
+use vmkeep_engine::vddk::{ConnectSpec, VddkSource};
 
 use crate::vcargs::VcArgs;
 
-/// Options that select a disk read or written through VDDK.
+/// Options that select a disk read or written through VDDK. Those that
+/// only describe such a disk (and the TLS choice) need `--vddk-disk`,
+/// through the group `vddk`: required directly, `--vddk-disk` would count
+/// as given whenever the other member of the command's "one of" group is.
+/// Those a variable can set do not, so an exported `VDDK_LIBDIR` leaves
+/// `--image` alone.
 #[derive(clap::Args, Clone, Debug, Default)]
 #[command(next_help_heading = "VDDK disk (instead of a local image)")]
+#[command(group(clap::ArgGroup::new("vddk").args(["vddk_disk"])))]
+#[command(group(
+    clap::ArgGroup::new("vddk_tls")
+        .multiple(true)
+        .args(["vc_insecure", "vc_fingerprint"])
+        .requires("vddk")
+))]
 pub struct VddkDiskArgs {
     /// Disk to access through VDDK: a local .vmdk path, or "[datastore] vm/disk.vmdk" with --vcenter.
     #[arg(long = "vddk-disk", id = "vddk_disk")]
@@ -29,16 +41,16 @@ pub struct VddkDiskArgs {
     #[command(flatten)]
     pub vc: VcArgs,
     /// Managed object reference of the VM owning the disk (vm-NN).
-    #[arg(long = "vm-moref")]
+    #[arg(long = "vm-moref", requires = "vddk")]
     pub vm_moref: Option<String>,
     /// SHA-1 thumbprint of the vCenter/ESXi certificate (AA:BB:...), required by VDDK.
-    #[arg(long)]
+    #[arg(long, requires = "vddk")]
     pub thumbprint: Option<String>,
     /// Read the disk as of this snapshot (snapshot-NN).
-    #[arg(long = "snapshot-ref")]
+    #[arg(long = "snapshot-ref", requires = "vddk")]
     pub snapshot_ref: Option<String>,
     /// VDDK transport modes in order of preference, e.g. nbdssl:nbd, hotadd, san.
-    #[arg(long)]
+    #[arg(long, requires = "vddk")]
     pub transport: Option<String>,
 }
 
@@ -82,14 +94,7 @@ fn spec(a: &VddkDiskArgs, vc: &VcArgs) -> anyhow::Result<(ConnectSpec, String)> 
         .user
         .clone()
         .context("a remote VDDK disk needs --vc-user")?;
-    let pw_file = vc
-        .password_file
-        .as_ref()
-        .context("a remote VDDK disk needs --vc-password-file")?;
-    let password = std::fs::read_to_string(pw_file)
-        .with_context(|| format!("reading {}", pw_file.display()))?
-        .trim_end_matches(['\n', '\r'])
-        .to_string();
+    let password = crate::password::vcenter(vc.password_file.as_deref(), &user)?;
     let spec = ConnectSpec {
         server: Some(server),
         port,
@@ -123,20 +128,16 @@ pub fn open_source(a: &VddkDiskArgs) -> anyhow::Result<Box<dyn DiskSource>> {
     let dir = libdir(a.vddk_libdir.as_deref())?;
     let (spec, path) = spec(a, &a.vc)?;
     let s = VddkSource::open(dir, &spec, &path)
-        .with_context(|| format!("opening {path} through VDDK"))?;
+        .map_err(|source| vmkeep_engine::Error::VddkOpen { path, source })?;
     Ok(Box::new(s))
 }
 
-/// Opens the disk for writing (it must exist and be large enough).
-pub fn open_target(a: &VddkDiskArgs) -> anyhow::Result<Box<dyn DiskTarget>> {
-    let dir = libdir(a.vddk_libdir.as_deref())?;
+/// The disk to restore to (it must exist and be large enough); the
+/// restore opens it once the generation is known.
+pub fn restore_to(a: &VddkDiskArgs) -> anyhow::Result<RestoreTo> {
+    let libdir = libdir(a.vddk_libdir.as_deref())?.to_path_buf();
     let (spec, path) = spec(a, &a.vc)?;
-    if spec.snapshot_ref.is_some() {
-        log::info!("writing {path}: --snapshot-ref is passed to VDDK; writes go to the disk named");
-    }
-    let t = VddkTarget::open(dir, &spec, &path)
-        .with_context(|| format!("opening {path} through VDDK"))?;
-    Ok(Box::new(t))
+    Ok(RestoreTo::Vddk { libdir, spec, path })
 }
 
 #[cfg(test)]

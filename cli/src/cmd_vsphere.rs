@@ -57,11 +57,12 @@ pub enum VmCmd {
         vm: String,
     },
     /// Enable or disable Changed Block Tracking (takes effect at the next snapshot).
+    #[command(group(clap::ArgGroup::new("state").required(true).args(["enable", "disable"])))]
     Cbt {
         /// VM name, inventory path, moref=vm-N, uuid=... or instance-uuid=...
         vm: String,
         /// Turn CBT on.
-        #[arg(long, conflicts_with = "disable", required_unless_present = "disable")]
+        #[arg(long)]
         enable: bool,
         /// Turn CBT off (resets tracking: the next backup reads whole disks).
         #[arg(long)]
@@ -93,15 +94,7 @@ fn credentials(vc: &VcArgs) -> anyhow::Result<(String, String)> {
         .user
         .clone()
         .context("no vSphere user given: use --vc-user or VMKEEP_VC_USER")?;
-    let password = match &vc.password_file {
-        Some(p) => {
-            let s = std::fs::read_to_string(p)
-                .with_context(|| format!("reading the password file {}", p.display()))?;
-            s.trim_end_matches(['\r', '\n']).to_string()
-        }
-        None => rpassword::prompt_password(format!("vSphere password for {user}: "))
-            .context("no --vc-password-file and no terminal to ask for the password")?,
-    };
+    let password = crate::password::vcenter(vc.password_file.as_deref(), &user)?;
     Ok((user, password))
 }
 

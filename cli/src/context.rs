@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use vmkeep_engine::backend::{Backend, LocalBackend};
 use vmkeep_engine::index::{self, RocksIndex};
+use vmkeep_engine::ops::{self, index::IndexRebuildReport};
 use vmkeep_engine::repo::{Repository, Sealed};
 
 use crate::Global;
@@ -85,30 +86,20 @@ pub fn cache_dir(g: &Global) -> anyhow::Result<PathBuf> {
 
 /// Where the index of `repo` lives.
 pub fn index_path(g: &Global, repo: &Repository) -> anyhow::Result<PathBuf> {
-    Ok(cache_dir(g)?.join(repo.config().id_hex()).join("index"))
+    Ok(ops::index::path(&cache_dir(g)?, &repo.config().id_hex()))
 }
 
 /// Opens the index of `repo`, rebuilding it when missing or damaged.
 pub fn open_index(g: &Global, repo: &Repository) -> anyhow::Result<RocksIndex> {
     let p = index_path(g, repo)?;
-    create_cache_dir(&p)?;
-    report_rebuild(g, &p, index::open_for(repo, &p)?)
+    let (idx, r) = ops::index::open(repo, &p)?;
+    report_rebuild(g, &p, r.as_ref());
+    Ok(idx)
 }
 
-fn create_cache_dir(index: &std::path::Path) -> anyhow::Result<()> {
-    if let Some(parent) = index.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create cache directory {}", parent.display()))?;
-    }
-    Ok(())
-}
-
-fn report_rebuild(
-    g: &Global,
-    p: &std::path::Path,
-    (idx, report): (RocksIndex, Option<index::RebuildReport>),
-) -> anyhow::Result<RocksIndex> {
-    if let Some(r) = report {
+/// Says on stderr that the index at `p` was rebuilt, and what it left out.
+pub fn report_rebuild(g: &Global, p: &std::path::Path, r: Option<&IndexRebuildReport>) {
+    if let Some(r) = r {
         if !g.quiet && !g.json {
             eprintln!(
                 "vmkeep: rebuilt the index {} from the repository ({}, {})",
@@ -121,7 +112,6 @@ fn report_rebuild(
             eprintln!("vmkeep: warning: damaged object {d} was left out of the index");
         }
     }
-    Ok(idx)
 }
 
 /// An index being opened on a thread of its own while the repository is
@@ -147,9 +137,8 @@ impl Drop for IndexOpening {
 /// its config tells without a key. `None` when that cannot be done now:
 /// [`finish_index`] then opens the index the usual way, and reports errors.
 pub fn start_index(g: &Global, sealed: &Sealed) -> Option<IndexOpening> {
-    let cfg = sealed.config();
-    let path = cache_dir(g).ok()?.join(cfg.id_hex()).join("index");
-    create_cache_dir(&path).ok()?;
+    let path = ops::index::path(&cache_dir(g).ok()?, &sealed.config().id_hex());
+    ops::index::create_dir(&path).ok()?;
     let stop = Arc::new(AtomicBool::new(false));
     let (p, s) = (path.clone(), stop.clone());
     let handle = std::thread::Builder::new()
@@ -176,25 +165,13 @@ pub fn finish_index(
             let idx = h.join().map_err(|_| {
                 anyhow::anyhow!("opening the index {} panicked", o.path.display())
             })??;
-            report_rebuild(g, &o.path, index::ready_for(repo, idx)?)
+            let (idx, r) = index::ready_for(repo, idx)?;
+            report_rebuild(g, &o.path, r.map(IndexRebuildReport::from).as_ref());
+            Ok(idx)
         }
         other => {
             drop(other);
             open_index(g, repo)
         }
     }
-}
-
-/// Takes a repository lock for this command (released on drop).
-pub fn lock(
-    repo: &Repository,
-    mode: vmkeep_engine::lock::Mode,
-    parent: Option<vmkeep_format::ObjectId>,
-) -> anyhow::Result<vmkeep_engine::lock::Lock> {
-    Ok(vmkeep_engine::lock::Lock::acquire(
-        repo.backend().clone(),
-        mode,
-        &command_line(),
-        parent,
-    )?)
 }

@@ -38,29 +38,99 @@ use clap::{Parser, Subcommand};
 #[command(name = "vmkeep", version, about, long_about = None)]
 pub struct Cli {
     #[command(flatten)]
-    pub global: Global,
+    pub output: OutputArgs,
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Options every command accepts.
+/// How results are printed: options every command takes.
 #[derive(clap::Args, Debug, Clone)]
-pub struct Global {
-    /// Repository location (a local directory).
-    #[arg(long, short = 'r', env = "VMKEEP_REPOSITORY", global = true)]
-    pub repo: Option<String>,
-    /// File holding the repository password (else VMKEEP_PASSWORD, else a prompt).
-    #[arg(long, env = "VMKEEP_PASSWORD_FILE", global = true)]
-    pub password_file: Option<PathBuf>,
+pub struct OutputArgs {
     /// Print results as JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
-    /// No progress bars.
+    /// No progress bars or notes.
     #[arg(long, short = 'q', global = true)]
     pub quiet: bool,
+}
+
+/// `--repo`, for the commands that work on a repository. (`global` makes
+/// it valid after a subcommand of the command that takes it, as `key list
+/// --repo R`; no other command accepts it.)
+#[derive(clap::Args, Debug, Clone)]
+pub struct RepoArg {
+    /// Repository location (a local directory).
+    #[arg(long, short = 'r', env = "VMKEEP_REPOSITORY", global = true)]
+    pub repo: Option<String>,
+}
+
+/// `--password-file`, for the commands that unlock the repository.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PasswordArg {
+    /// File holding the repository password (else VMKEEP_PASSWORD, else a prompt).
+    #[arg(long, env = "VMKEEP_PASSWORD_FILE", global = true)]
+    pub password_file: Option<PathBuf>,
+}
+
+/// `--cache-dir`, for the commands that use the local chunk index.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CacheArg {
     /// Where the chunk index (a cache) lives; default $XDG_CACHE_HOME/vmkeep or ~/.cache/vmkeep.
     #[arg(long, env = "VMKEEP_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
+}
+
+/// `--repo` and `--password-file`: an unlocked repository.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RepoArgs {
+    #[command(flatten)]
+    pub repo: RepoArg,
+    #[command(flatten)]
+    pub password: PasswordArg,
+}
+
+/// An unlocked repository and its local index.
+#[derive(clap::Args, Debug, Clone)]
+pub struct IndexedRepoArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[command(flatten)]
+    pub cache: CacheArg,
+}
+
+/// What the commands' helpers ([`context`], [`output`]) read: the options
+/// of the command line that one command took (the others stay `None`).
+#[derive(Debug, Clone, Default)]
+pub struct Global {
+    pub repo: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub json: bool,
+    pub quiet: bool,
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Global {
+    fn of(o: &OutputArgs) -> Self {
+        Global {
+            json: o.json,
+            quiet: o.quiet,
+            ..Default::default()
+        }
+    }
+    fn location(mut self, r: &RepoArg) -> Self {
+        self.repo = r.repo.clone();
+        self
+    }
+    fn repo(self, r: &RepoArgs) -> Self {
+        let mut g = self.location(&r.repo);
+        g.password_file = r.password.password_file.clone();
+        g
+    }
+    fn indexed(self, r: &IndexedRepoArgs) -> Self {
+        let mut g = self.repo(&r.repo);
+        g.cache_dir = r.cache.cache_dir.clone();
+        g
+    }
 }
 
 /// `--threads`, for the commands that hash, compress or decode.
@@ -71,19 +141,28 @@ pub struct Threads {
     pub threads: usize,
 }
 
+/// `vmkeep backup`: the repository, its index, and what to back up.
+#[derive(clap::Args, Debug)]
+pub struct BackupCmd {
+    #[command(flatten)]
+    pub repo: IndexedRepoArgs,
+    #[command(flatten)]
+    pub args: cmd_backup::BackupArgs,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create a new repository.
     Init(cmd_repo::InitArgs),
     /// Back up a disk image, a block device, or a disk through VDDK.
-    Backup(cmd_backup::BackupArgs),
+    Backup(BackupCmd),
     /// List generations.
     #[command(alias = "list")]
     Generations(cmd_repo::GenerationsArgs),
     /// Restore one disk of a generation to a file, a block device, or a disk through VDDK.
     Restore(cmd_restore::RestoreArgs),
     /// Repository statistics: sizes, dedup and compression ratios.
-    Stats,
+    Stats(cmd_repo::StatsArgs),
     /// Check that every generation restores intact (exit code 5 when anything is damaged).
     Verify(cmd_maint::VerifyArgs),
     /// Remove generations: by retention rules, by id, or a whole lineage (their data goes at the next gc).
@@ -91,15 +170,13 @@ pub enum Command {
     /// Protect a generation from `forget` (or --remove the protection).
     Protect(cmd_maint::ProtectArgs),
     /// Delete chunks no generation references (safe while backups run).
-    Gc,
+    Gc(cmd_maint::GcArgs),
     /// Remove stale locks (or --all locks).
     Unlock(cmd_maint::UnlockArgs),
     /// Manage the passwords (key slots) that open the repository.
-    #[command(subcommand)]
-    Key(cmd_repo::KeyCmd),
+    Key(cmd_repo::KeyArgs),
     /// Manage the local chunk index.
-    #[command(subcommand)]
-    Index(cmd_repo::IndexCmd),
+    Index(cmd_repo::IndexArgs),
     /// Check a vCenter/ESXi connection.
     Vcenter(cmd_vsphere::VcenterArgs),
     /// Inspect virtual machines and their Changed Block Tracking.
@@ -107,21 +184,21 @@ pub enum Command {
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
-    let g = &cli.global;
-    let done = |r: anyhow::Result<()>| r.map(|()| 0u8);
+    let g = Global::of(&cli.output);
+    let done = |r: anyhow::Result<()>| r.map(|()| exit::OK);
     match &cli.command {
-        Command::Verify(a) => cmd_maint::verify(g, a),
-        Command::Forget(a) => done(cmd_maint::forget(g, a)),
-        Command::Protect(a) => done(cmd_maint::protect(g, a)),
-        Command::Gc => done(cmd_maint::gc(g)),
-        Command::Unlock(a) => done(cmd_maint::unlock(g, a)),
-        Command::Init(a) => done(cmd_repo::init(g, a)),
-        Command::Backup(a) => done(cmd_backup::run(g, a)),
-        Command::Generations(a) => done(cmd_repo::generations(g, a)),
-        Command::Restore(a) => done(cmd_restore::run(g, a)),
-        Command::Stats => done(cmd_repo::stats(g)),
-        Command::Key(k) => done(cmd_repo::key(g, k)),
-        Command::Index(i) => done(cmd_repo::index(g, i)),
+        Command::Verify(a) => cmd_maint::verify(&g.indexed(&a.repo), a),
+        Command::Forget(a) => done(cmd_maint::forget(&g.repo(&a.repo), a)),
+        Command::Protect(a) => done(cmd_maint::protect(&g.repo(&a.repo), a)),
+        Command::Gc(a) => done(cmd_maint::gc(&g.indexed(&a.repo))),
+        Command::Unlock(a) => done(cmd_maint::unlock(&g.location(&a.repo), a)),
+        Command::Init(a) => done(cmd_repo::init(&g.repo(&a.repo), a)),
+        Command::Backup(a) => done(cmd_backup::run(&g.indexed(&a.repo), &a.args)),
+        Command::Generations(a) => done(cmd_repo::generations(&g.repo(&a.repo), a)),
+        Command::Restore(a) => done(cmd_restore::run(&g.repo(&a.repo), a)),
+        Command::Stats(a) => done(cmd_repo::stats(&g.indexed(&a.repo))),
+        Command::Key(k) => done(cmd_repo::key(&g.repo(&k.repo), &k.cmd)),
+        Command::Index(i) => done(cmd_repo::index(&g.indexed(&i.repo), &i.cmd)),
         Command::Vcenter(c) => done(cmd_vsphere::run_vcenter(&c.cmd, &c.vc, g.json)),
         Command::Vm(c) => done(cmd_vsphere::run_vm(&c.cmd, &c.vc, g.json)),
     }
@@ -165,7 +242,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 fn engine_code(err: &vmkeep_engine::Error) -> u8 {
     use vmkeep_engine::Error as E;
     match err {
-        E::Disk { source, .. } => engine_code(source),
+        // A failed restore's code, or a disk's, is that of what stopped it.
+        E::Disk { source, .. } | E::RestoreFailed { source, .. } => engine_code(source),
         E::WrongPassword { .. } | E::PasswordRequired(_) | E::NoKeySlots { .. } => exit::PASSWORD,
         E::RepoMissing(_) | E::NotARepo { .. } | E::RepoFormat { .. } => exit::NO_REPOSITORY,
         E::ChunkBad { .. }
@@ -202,8 +280,19 @@ fn main() -> ExitCode {
     output::init_logging();
     // Read the local UTC offset while the process is single-threaded.
     context::init_utc_offset();
-    let cli = Cli::parse();
-    let json = cli.global.json;
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        // Help and version go to stdout with 0; a usage error to stderr.
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let json = cli.output.json;
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         // A reader that went away (`vmkeep generations | head`): end

@@ -116,29 +116,15 @@ pub fn progress(g: &Global) -> Box<dyn Progress> {
 
 /// Bytes in binary units.
 pub fn size(n: u64) -> String {
-    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < U.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.2} {}", U[i])
-    }
+    vmkeep_engine::ops::size(n)
 }
 
 /// A Unix time as RFC 3339 in UTC shifted by `offset` seconds.
 pub fn time(t: i64, offset: i32) -> String {
-    let off = time::UtcOffset::from_whole_seconds(offset).unwrap_or(time::UtcOffset::UTC);
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .map(|d| d.to_offset(off))
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.to_string())
+    vmkeep_engine::ops::rfc3339(t, offset)
+}
+
+/// Prints a report as one line of JSON.
+pub fn print_json<T: serde::Serialize>(report: &T) -> anyhow::Result<()> {
+    write_line(format_args!("{}", serde_json::to_value(report)?))
 }

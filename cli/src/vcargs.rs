@@ -28,7 +28,12 @@ pub struct VcArgs {
     )]
     pub password_file: Option<PathBuf>,
     /// Skip TLS certificate verification (not recommended).
-    #[arg(long, id = "vc_insecure", global = true)]
+    #[arg(
+        long,
+        id = "vc_insecure",
+        global = true,
+        conflicts_with = "vc_fingerprint"
+    )]
     pub insecure: bool,
     /// Accept only a server certificate with this SHA-256 fingerprint (hex, colons optional).
     #[arg(long, id = "vc_fingerprint", global = true)]

@@ -36,6 +36,25 @@ pub enum Error {
     NoKeySlots { repo: String, skipped: String },
     #[error("key slot {slot}: {msg}")]
     KeySlot { slot: String, msg: String },
+    /// No key slot id starts with `prefix`; `slots` lists the ids.
+    #[error("key slot {prefix}: no key slot of {repo} starts with it (slots: {slots})")]
+    KeySlotNotFound {
+        prefix: String,
+        repo: String,
+        slots: String,
+    },
+    #[error("key slot {prefix}: ambiguous: matches {matches}")]
+    KeySlotAmbiguous { prefix: String, matches: String },
+    /// Removing it would leave no password that opens the repository.
+    #[error(
+        "key slot {0}: it is the last key slot: refusing to remove it (add another password first)"
+    )]
+    LastKeySlot(String),
+    /// The slot the repository was unlocked with.
+    #[error(
+        "key slot {0}: it is the one this command unlocked with; open with another password to remove it"
+    )]
+    KeySlotInUse(String),
     #[error("repository {0} is not encrypted: it has no keys")]
     NotEncrypted(String),
     #[error("repository {0} is encrypted: a password is required")]
@@ -72,6 +91,9 @@ pub enum Error {
         "generation {0} is protected (remove the protection first: `vmkeep protect {0} --remove`)"
     )]
     GenerationProtected(String),
+    /// The parent of a running backup (named by its lock).
+    #[error("generation {0} is the parent of a running backup: it stays until that backup ends")]
+    GenerationInUse(String),
     #[error("invalid {what} {name:?}: {msg}")]
     BadName {
         what: &'static str,
@@ -107,6 +129,25 @@ pub enum Error {
         disk: String,
         has: String,
     },
+    /// A generation with several disks and none chosen.
+    #[error("generation {generation} has {count} disks: choose one with --disk ({has})")]
+    DiskNotChosen {
+        generation: String,
+        count: usize,
+        has: String,
+    },
+    /// A manifest page (slots from `slot` on) cannot be read.
+    #[error(
+        "generation {generation}, disk {disk}, slot {slot}: manifest page {page} ({id}): {msg}"
+    )]
+    PageBad {
+        generation: String,
+        disk: String,
+        slot: u64,
+        page: usize,
+        id: String,
+        msg: String,
+    },
     #[error("generation {generation}, disk {disk}, slot {slot}: chunk {chunk}: {msg}")]
     ChunkBad {
         generation: String,
@@ -117,6 +158,20 @@ pub enum Error {
     },
     #[error("{0}")]
     Vddk(#[from] vddk::VddkError),
+    /// A disk read or written through VDDK could not be opened.
+    #[error("opening {path} through VDDK: {source}")]
+    VddkOpen {
+        path: String,
+        #[source]
+        source: vddk::VddkError,
+    },
+    /// A restore stopped; `note` says what it left in the target.
+    #[error("restore failed: {note}")]
+    RestoreFailed {
+        note: String,
+        #[source]
+        source: Box<Error>,
+    },
     /// `holder` describes the conflicting lock, `advice` what to do about it.
     #[error("repository {repo} is locked: {holder}; {advice}")]
     Locked {
@@ -158,6 +213,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error a [`Error::RestoreFailed`] wraps, or this one.
+    pub fn cause(&self) -> &Error {
+        match self {
+            Error::RestoreFailed { source, .. } => source.cause(),
+            e => e,
+        }
+    }
+
     /// A storage error for `path`, with ENOSPC mapped to [`Error::StorageFull`].
     pub fn storage(path: impl Into<String>, e: std::io::Error) -> Self {
         let path = path.into();

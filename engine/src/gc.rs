@@ -55,7 +55,7 @@ use crate::backend::Backend;
 use crate::host::now_unix;
 use crate::index::Index;
 use crate::layout::{id_from_path, shards, untrashed, Dir};
-use crate::lock::{self, LockInfo, Mode};
+use crate::lock::{self, Lock, LockInfo, Mode};
 use crate::repo::Repository;
 use crate::trash;
 use crate::{Error, Result};
@@ -347,19 +347,23 @@ impl Marked {
     }
 }
 
-/// Runs garbage collection. `own_lock` is the name of the caller's gc lock.
-pub fn gc(repo: &Repository, index: Option<&dyn Index>, own_lock: &str) -> Result<GcReport> {
-    gc_with_margin(repo, index, own_lock, CLOCK_MARGIN)
+/// Runs garbage collection under the caller's gc lock `own`. It stops
+/// with [`Error::LockLost`] before the next move or delete once that lock
+/// could not be refreshed (another gc could then run at once).
+pub fn gc(repo: &Repository, index: Option<&dyn Index>, own: &Lock) -> Result<GcReport> {
+    gc_with_margin(repo, index, own, CLOCK_MARGIN)
 }
 
 /// [`gc`] with a chosen clock margin in seconds (tests use 0).
 pub fn gc_with_margin(
     repo: &Repository,
     index: Option<&dyn Index>,
-    own_lock: &str,
+    own: &Lock,
     margin: i64,
 ) -> Result<GcReport> {
     let b = repo.backend();
+    let own_name = own.name();
+    let own_lock = own_name.as_str();
     let t0 = now_unix();
     let backups = |b: &dyn Backend| -> Result<Vec<lock::LockInfo>> {
         Ok(lock::live_others(b, Some(own_lock))?
@@ -405,6 +409,7 @@ pub fn gc_with_margin(
                 }
                 Ok(())
             })?;
+            own.check()?;
             for (p, id) in victims {
                 let size = match b.stat(&p)? {
                     Some(st) if st.modified < cutoff => st.size,
@@ -476,6 +481,7 @@ pub fn gc_with_margin(
                     items.push(p.to_string());
                     Ok(())
                 })?;
+                own.check()?;
                 for p in items {
                     let Some(orig) = untrashed(&name, &p) else {
                         continue;

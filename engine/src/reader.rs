@@ -221,12 +221,13 @@ impl<'r> DiskReader<'r> {
             let page = self
                 .repo
                 .load_page_of(&self.manifest, p)
-                .map_err(|e| Error::ChunkBad {
+                .map_err(|e| Error::PageBad {
                     generation: self.generation.clone(),
                     disk: self.manifest.disk_name.clone(),
                     slot: p as u64 * epp,
-                    chunk: pid.to_hex(),
-                    msg: format!("manifest page {p}: {e}"),
+                    page: p,
+                    id: pid.to_hex(),
+                    msg: e.to_string(),
                 })?;
             self.stats.pages_loaded += 1;
             if self.page_order.len() >= PAGE_CACHE {

@@ -154,17 +154,14 @@ fn read_stage(
     let mut zero_run: Option<(u64, u64)> = None; // (offset, len)
     let mut send = |w: Work| emit.emit(w);
     for (p, pid) in m.pages.iter().enumerate() {
-        let page = repo.load_page(pid).map_err(|e| Error::ChunkBad {
+        // Loaded and checked against the manifest (§7.2).
+        let page = repo.load_page_of(m, p).map_err(|e| Error::PageBad {
             generation: gen_label.to_string(),
             disk: m.disk_name.clone(),
             slot: p as u64 * m.entries_per_page as u64,
-            chunk: pid.to_hex(),
-            msg: format!("manifest page {p}: {e}"),
-        })?;
-        m.check_page(p, &page).map_err(|e| Error::Object {
-            what: "manifest page",
+            page: p,
             id: pid.to_hex(),
-            source: e,
+            msg: e.to_string(),
         })?;
         let prefetch = |i: usize| {
             if let Some(id) = page.entries.get(i).filter(|id| !id.is_zero()) {

@@ -156,7 +156,7 @@ impl Fx {
 
     fn gc(&self) -> GcReport {
         let l = Lock::acquire(self.repo.backend().clone(), Mode::Gc, "gc", None).unwrap();
-        gc_with_margin(&self.repo, Some(&self.ix), &l.name(), 0).expect("damage never stops gc")
+        gc_with_margin(&self.repo, Some(&self.ix), &l, 0).expect("damage never stops gc")
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -394,7 +394,7 @@ fn gc_reports_garbage_kept_as_newer_than_the_cut_off() {
 
     let l = Lock::acquire(repo.backend().clone(), Mode::Gc, "gc", None).unwrap();
     let before = Repository::now();
-    let rep = gc(&repo, Some(&ix), &l.name()).unwrap();
+    let rep = gc(&repo, Some(&ix), &l).unwrap();
     assert_eq!(rep.trashed, 0, "{rep:?}");
     assert_eq!(rep.kept_recent, f_files.len() as u64, "{rep:?}");
     assert_eq!(rep.kept_recent_bytes, f_bytes, "{rep:?}");
@@ -421,7 +421,7 @@ fn gc_reports_garbage_kept_as_newer_than_the_cut_off() {
             Durability::Immediate,
         )
         .unwrap();
-    let rep = gc_with_margin(&repo, Some(&ix), &l.name(), 0).unwrap();
+    let rep = gc_with_margin(&repo, Some(&ix), &l, 0).unwrap();
     assert_eq!(rep.trashed, 0, "{rep:?}");
     assert_eq!(rep.kept_recent, f_files.len() as u64, "{rep:?}");
     assert_eq!(rep.cutoff, started, "{rep:?}");

@@ -119,3 +119,42 @@ fn one_failed_refresh_then_a_good_one_keeps_the_lock() {
     std::thread::sleep(Duration::from_millis(3000));
     assert!(matches!(h.check(), Err(Error::LockLost { .. })));
 }
+
+#[test]
+fn a_gc_whose_lock_is_lost_stops_before_moving_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = new_repo(dir.path());
+    let ix = MemIndex::default();
+    // Garbage: a generation forgotten, its chunks unreferenced.
+    let data: Vec<u8> = (0..CS as usize * 4).map(|i| (i * 13 % 241) as u8).collect();
+    let g = backup(&repo, &ix, &data, "vm", "d");
+    let garbage = dependencies(&repo, &g);
+    repo.forget_generation(&g).unwrap();
+    drop(repo);
+    let (b, failing) = flaky(dir.path());
+    let repo = Repository::open(b.clone(), Some(b"pw")).unwrap();
+    let lock = Lock::acquire_with(b, Mode::Gc, "vmkeep gc", None, TIMES).unwrap();
+    failing.store(true, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while lock.check().is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was never lost"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let e = vmkeep_engine::gc::gc_with_margin(&repo, Some(&ix), &lock, 0)
+        .expect_err("a gc whose lock is lost stops");
+    assert!(matches!(e, Error::LockLost { .. }), "{e}");
+    // Nothing was moved to the trash or deleted.
+    for p in &garbage {
+        assert!(dir.path().join(p).exists(), "{p} was moved");
+    }
+    assert!(
+        !dir.path().join("trash").exists()
+            || std::fs::read_dir(dir.path().join("trash"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}

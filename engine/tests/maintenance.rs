@@ -158,8 +158,7 @@ fn backups_and_gc_together_never_lose_a_referenced_chunk() {
             let mut freed = 0;
             while std::time::Instant::now() < deadline {
                 let l = Lock::acquire(r2.backend().clone(), Mode::Gc, "test gc", None).unwrap();
-                let rep = vmkeep_engine::gc::gc_with_margin(&r2, Some(i2.as_ref()), &l.name(), 0)
-                    .unwrap();
+                let rep = vmkeep_engine::gc::gc_with_margin(&r2, Some(i2.as_ref()), &l, 0).unwrap();
                 freed += rep.deleted;
                 std::thread::sleep(std::time::Duration::from_millis(150));
             }
@@ -172,7 +171,7 @@ fn backups_and_gc_together_never_lose_a_referenced_chunk() {
     // After the storm: a final gc with nothing running empties the trash.
     let l = Lock::acquire(repo.backend().clone(), Mode::Gc, "final gc", None).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    vmkeep_engine::gc::gc_with_margin(&repo, Some(ix.as_ref()), &l.name(), 0).unwrap();
+    vmkeep_engine::gc::gc_with_margin(&repo, Some(ix.as_ref()), &l, 0).unwrap();
     drop(l);
     let mut trash = 0;
     repo.backend()
@@ -259,7 +258,7 @@ fn gc_skips_a_generation_forgotten_while_it_marks() {
     let l = Lock::acquire(repo.backend().clone(), Mode::Gc, "gc", None).unwrap();
     // Only objects older than the run's start (to the second) are garbage.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let rep = vmkeep_engine::gc::gc_with_margin(&repo, Some(&ix), &l.name(), 0)
+    let rep = vmkeep_engine::gc::gc_with_margin(&repo, Some(&ix), &l, 0)
         .expect("gc goes on past a generation forgotten while it marks");
     drop(l);
     assert_eq!(
@@ -292,10 +291,10 @@ fn phase_two_waits_for_backups_started_within_the_margin_after_the_sweep() {
     .unwrap();
     let _backup = Lock::acquire(b.clone(), Mode::Shared, "backup", None).unwrap();
     let l = Lock::acquire(b.clone(), Mode::Gc, "gc", None).unwrap();
-    let rep = vmkeep_engine::gc::gc_with_margin(&repo, Some(&ix), &l.name(), 60).unwrap();
+    let rep = vmkeep_engine::gc::gc_with_margin(&repo, Some(&ix), &l, 60).unwrap();
     assert_eq!(rep.pending_batches, ["100"], "{rep:?}");
     assert!(b.exists("trashlog/100").unwrap());
-    let rep = vmkeep_engine::gc::gc_with_margin(&repo, Some(&ix), &l.name(), 0).unwrap();
+    let rep = vmkeep_engine::gc::gc_with_margin(&repo, Some(&ix), &l, 0).unwrap();
     assert!(rep.pending_batches.is_empty(), "{rep:?}");
     assert!(!b.exists("trashlog/100").unwrap());
 }

@@ -39,10 +39,10 @@ fn exit_codes_follow_the_readme() {
     // An empty or missing password file: 3.
     let empty = rig.path("empty-pw");
     std::fs::write(&empty, "").unwrap();
-    let mut c = rig.command(["--password-file", s(&empty), "generations"]);
+    let mut c = rig.command(["generations", "--password-file", s(&empty)]);
     c.env_remove("VMKEEP_PASSWORD");
     run_command(c).fails(3, &["password file", "is empty"]);
-    let mut c = rig.command(["--password-file", "/nonexistent/pw", "generations"]);
+    let mut c = rig.command(["generations", "--password-file", "/nonexistent/pw"]);
     c.env_remove("VMKEEP_PASSWORD");
     run_command(c).fails(3, &["cannot read password file", "/nonexistent/pw"]);
     // forget with nothing to decide by: a usage error, 2.
@@ -122,9 +122,59 @@ fn help_lists_only_the_options_a_command_takes() {
     }
     let h = help(&["vm", "list", "--help"]);
     assert!(h.contains("--vcenter"), "{h}");
-    // A vCenter option on a command that does not use it is refused.
-    let r = rig.human(["init", "--vcenter", "https://x/sdk"]);
-    assert_eq!(r.code, 2, "{r}");
+    // An option on a command that does not use it is refused by the
+    // grammar (exit code 2, clap's error), before anything is done.
+    for args in [
+        &["init", "--vcenter", "https://x/sdk"][..],
+        &["vcenter", "--repo", "/tmp/x", "check"],
+        &["vm", "list", "--repo", "/tmp/x"],
+        &["vm", "--cache-dir", "/tmp/x", "list"],
+        &["--repo", "/tmp/x", "generations"],
+        &["unlock", "--password-file", "/tmp/x"],
+        &["generations", "--cache-dir", "/tmp/x"],
+        &["forget", "--threads", "2", "--keep-last", "1"],
+    ] {
+        let r = rig.human(args);
+        assert_eq!(r.code, 2, "{args:?}: {r}");
+        assert!(r.stderr.contains("unexpected argument"), "{args:?}: {r}");
+    }
+    // "Exactly one of" rules are the grammar's too.
+    for (args, needle) in [
+        (&["restore", "latest"][..], "--to"),
+        (
+            &["restore", "latest", "--to", "/tmp/x", "--vddk-disk", "d"],
+            "cannot be used",
+        ),
+        (&["vm", "cbt", "vm1"], "--enable"),
+        (
+            &["vm", "--insecure", "--fingerprint", "00", "list"],
+            "cannot be used",
+        ),
+        (
+            &["verify", "--keyless", "--read-data-subset", "1/2"],
+            "cannot be used",
+        ),
+        (
+            &["init", "--no-encryption", "--kdf-lanes", "2"],
+            "cannot be used",
+        ),
+        (
+            &["restore", "latest", "--vddk-disk", "d", "--force"],
+            "cannot be used",
+        ),
+        (
+            &["restore", "latest", "--to", "/tmp/x", "--thumbprint", "AA"],
+            "--vddk-disk",
+        ),
+        (
+            &["backup", "--image", "/tmp/x", "--disk", "d", "--insecure"],
+            "--vddk-disk",
+        ),
+    ] {
+        let r = rig.human(args);
+        assert_eq!(r.code, 2, "{args:?}: {r}");
+        assert!(r.stderr.contains(needle), "{args:?}: {r}");
+    }
     // Every keep option says what it keeps.
     let h = help(&["forget", "--help"]);
     for opt in ["hourly", "daily", "weekly", "monthly", "yearly"] {
@@ -263,4 +313,48 @@ fn key_labels_and_prefixes() {
     ];
     a.extend(KDF);
     rig.run(&a).fails(1, &["label"]);
+}
+
+/// Every command that logs in to vSphere reads the password one way:
+/// `--vc-password-file`, then `VMKEEP_VC_PASSWORD`, then a terminal, else
+/// exit code 3 saying so (`vm list` as a backup through VDDK).
+#[test]
+fn the_vcenter_password_is_read_one_way() {
+    let rig = Rig::new("64K");
+    let vc = ["--vcenter", "https://127.0.0.1:9/sdk", "--vc-user", "u"];
+    let mut vm = vec!["vm", "list"];
+    vm.extend(vc);
+    let mut backup = vec![
+        "backup",
+        "--disk",
+        "d",
+        "--vddk-disk",
+        "[ds] vm/d.vmdk",
+        "--vddk-libdir",
+        "/nonexistent",
+        "--vm-moref",
+        "vm-1",
+        "--thumbprint",
+        "AA",
+    ];
+    backup.extend(vc);
+    let run = |args: &[&str]| {
+        let mut c = rig.command(args);
+        c.env_remove("VMKEEP_VC_PASSWORD")
+            .env_remove("VMKEEP_VC_PASSWORD_FILE");
+        run_command(c)
+    };
+    for args in [vm, backup] {
+        run(&args).fails(
+            3,
+            &[
+                "no vSphere password for u",
+                "--vc-password-file",
+                "VMKEEP_VC_PASSWORD",
+            ],
+        );
+        let mut a = args.clone();
+        a.extend(["--vc-password-file", "/nonexistent/vcpw"]);
+        run(&a).fails(3, &["cannot read password file", "/nonexistent/vcpw"]);
+    }
 }

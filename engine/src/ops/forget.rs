@@ -65,6 +65,10 @@ pub struct ForgetReport {
     pub removed: u64,
 }
 
+/// Why a generation is kept whatever the selection says.
+const PROTECTED: &str = "protected";
+const IN_USE: &str = "parent of a running backup";
+
 fn row(id: &ObjectId, src: Option<&str>, t: Option<i64>, keep: bool, why: &str) -> ForgetRow {
     ForgetRow {
         id: id.to_hex(),
@@ -97,9 +101,9 @@ pub fn forget(repo: &Repository, o: &ForgetOptions) -> Result<ForgetReport> {
     let mut remove: Vec<ObjectId> = Vec::new();
     let guard = |id: &ObjectId| -> Result<Option<&'static str>> {
         Ok(if repo.is_protected(id)? {
-            Some("protected")
+            Some(PROTECTED)
         } else if in_use.contains(id) {
-            Some("parent of a running backup")
+            Some(IN_USE)
         } else {
             None
         })
@@ -142,7 +146,7 @@ pub fn forget(repo: &Repository, o: &ForgetOptions) -> Result<ForgetReport> {
                         Verdict::Remove(w) => (false, w.clone()),
                     };
                     let why = match (keep, guard(id)?) {
-                        (true, Some(g)) if why == "protected" => g.to_string(),
+                        (true, Some(g)) if why == PROTECTED => g.to_string(),
                         _ => why,
                     };
                     if !keep {
@@ -178,12 +182,10 @@ pub fn forget(repo: &Repository, o: &ForgetOptions) -> Result<ForgetReport> {
                     continue;
                 }
                 if let Some(why) = guard(&id)? {
-                    return Err(match why {
-                        "protected" => Error::GenerationProtected(id.short()),
-                        _ => Error::Invalid(format!(
-                            "generation {} is the parent of a running backup: it stays until that backup ends",
-                            id.short()
-                        )),
+                    return Err(if why == PROTECTED {
+                        Error::GenerationProtected(id.short())
+                    } else {
+                        Error::GenerationInUse(id.short())
                     });
                 }
                 let g = list.readable.iter().find(|(i, _)| *i == id).map(|(_, g)| g);
