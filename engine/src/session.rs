@@ -154,16 +154,10 @@ impl<'r> WriteSession<'r> {
             .repo
             .backend()
             .put(&object_path(ty, &id), blob, Durability::Deferred);
-        {
-            let mut f = self.inflight.lock().expect("poisoned");
-            match put {
-                Ok(()) => f.insert(key, State::Stored),
-                Err(_) => f.remove(&key),
-            };
-            self.changed.notify_all();
-        }
-        put?;
-        let due = {
+        // Listed for the next commit before it is shown as stored: a writer
+        // that then relies on it finds it in the batch its own commit
+        // syncs (or in one a running commit is syncing).
+        let due = put.is_ok() && {
             let mut u = self.uncommitted.lock().expect("poisoned");
             u.push((
                 ty,
@@ -175,6 +169,15 @@ impl<'r> WriteSession<'r> {
             ));
             u.len() >= COMMIT_EVERY
         };
+        {
+            let mut f = self.inflight.lock().expect("poisoned");
+            match put {
+                Ok(()) => f.insert(key, State::Stored),
+                Err(_) => f.remove(&key),
+            };
+            self.changed.notify_all();
+        }
+        put?;
         if due {
             self.commit()?;
         }
