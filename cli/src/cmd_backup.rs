@@ -216,18 +216,19 @@ pub fn run(g: &Global, a: &BackupArgs) -> anyhow::Result<()> {
 }
 
 fn print_summary(r: &BackupReport, secs: f64) -> anyhow::Result<()> {
-    let b = &r.breakdown;
+    let c = &r.counts;
+    let b = &c.breakdown;
     let what = match r.disks.as_slice() {
-        [d] if d.disk == r.source => format!("{} disk", size(r.capacity)),
-        ds => format!("{} in {}", size(r.capacity), count(ds.len() as u64, "disk")),
+        [d] if d.disk == r.source => format!("{} disk", size(c.capacity)),
+        ds => format!("{} in {}", size(c.capacity), count(ds.len() as u64, "disk")),
     };
     outln!(
         "generation {} of {}: {what}, read {} in {:.1}s ({}/s)",
         &r.generation[..8],
         name(&r.source),
-        size(r.read_bytes),
+        size(c.read_bytes),
         secs,
-        size((r.capacity as f64 / secs.max(1e-6)) as u64)
+        size((c.capacity as f64 / secs.max(1e-6)) as u64)
     )?;
     if let (Some(p), Some(rule)) = (&r.parent, &r.parent_rule) {
         outln!("  parent: {} ({rule})", &p[..8])?;
@@ -238,8 +239,8 @@ fn print_summary(r: &BackupReport, secs: f64) -> anyhow::Result<()> {
             outln!(
                 "  disk {}: {}, read {}{}",
                 name(&d.disk),
-                size(d.capacity),
-                size(d.read_bytes),
+                size(d.counts.capacity),
+                size(d.counts.read_bytes),
                 if d.incremental {
                     ", incremental"
                 } else {
@@ -259,17 +260,17 @@ fn print_summary(r: &BackupReport, secs: f64) -> anyhow::Result<()> {
     }
     outln!(
         "  {}: {} new ({} stored), {} already stored, {} zero, {} unchanged",
-        count(r.slots, "slot"),
+        count(c.slots, "slot"),
         b.new,
-        size(r.new_stored_bytes),
+        size(c.new_stored_bytes),
         b.already_stored,
         b.zero,
         b.unchanged
     )?;
-    if r.reread_slots > 0 {
+    if c.reread_slots > 0 {
         outln!(
             "  {} outside the areas read again: the parent's entry could not be reused",
-            count(r.reread_slots, "slot")
+            count(c.reread_slots, "slot")
         )?;
     }
     Ok(())

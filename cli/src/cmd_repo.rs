@@ -279,31 +279,26 @@ pub struct KeyArgs {
     pub cmd: KeyCmd,
 }
 
+/// The new key slot of `key add` and `key change`.
+#[derive(clap::Args, Debug)]
+pub struct NewKeyArgs {
+    /// File holding the new password (else VMKEEP_NEW_PASSWORD, else a prompt).
+    #[arg(long, env = "VMKEEP_NEW_PASSWORD_FILE")]
+    new_password_file: Option<std::path::PathBuf>,
+    /// What the slot is for, shown by `key list` (default: user@host).
+    #[arg(long)]
+    label: Option<String>,
+    #[command(flatten)]
+    kdf: KdfArgs,
+}
+
 #[derive(clap::Subcommand, Debug)]
 pub enum KeyCmd {
     /// Add a password (a new key slot).
-    Add {
-        /// File holding the new password (else VMKEEP_NEW_PASSWORD, else a prompt).
-        #[arg(long, env = "VMKEEP_NEW_PASSWORD_FILE")]
-        new_password_file: Option<std::path::PathBuf>,
-        /// What the slot is for, shown by `key list` (default: user@host).
-        #[arg(long)]
-        label: Option<String>,
-        #[command(flatten)]
-        kdf: KdfArgs,
-    },
+    Add(NewKeyArgs),
     /// Change the password this command unlocks with: a new key slot for
     /// the new password, then the old slot removed.
-    Change {
-        /// File holding the new password (else VMKEEP_NEW_PASSWORD, else a prompt).
-        #[arg(long, env = "VMKEEP_NEW_PASSWORD_FILE")]
-        new_password_file: Option<std::path::PathBuf>,
-        /// What the new slot is for, shown by `key list` (default: user@host).
-        #[arg(long)]
-        label: Option<String>,
-        #[command(flatten)]
-        kdf: KdfArgs,
-    },
+    Change(NewKeyArgs),
     /// List key slots.
     List,
     /// Remove a key slot (not the last, not the one in use).
@@ -316,22 +311,22 @@ pub enum KeyCmd {
 pub fn key(g: &Global, k: &KeyCmd) -> anyhow::Result<()> {
     let repo = context::open_repo(g)?;
     match k {
-        KeyCmd::Add {
+        KeyCmd::Add(NewKeyArgs {
             new_password_file,
             label,
             kdf,
-        }
-        | KeyCmd::Change {
+        })
+        | KeyCmd::Change(NewKeyArgs {
             new_password_file,
             label,
             kdf,
-        } => {
+        }) => {
             let o = KeyAddOptions {
                 password: crate::password::new_key(new_password_file.as_deref())?,
                 kdf: kdf.params(),
                 label: label.clone(),
             };
-            if let KeyCmd::Change { .. } = k {
+            if let KeyCmd::Change(_) = k {
                 let r = ops::key::change(&repo, &o)?;
                 if g.json {
                     return print_json(&r);

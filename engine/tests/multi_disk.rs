@@ -151,11 +151,11 @@ fn two_disks_with_shared_content_store_each_shared_chunk_once() {
     .unwrap();
     let unique = 24 + 8 + 8;
     assert_eq!(r.disks.len(), 3);
-    assert_eq!(r.new_chunks, unique, "{r:?}");
-    assert_eq!(r.dedup_chunks, 3 * 32 - unique, "{r:?}");
-    assert_eq!(r.slots, 3 * 32);
+    assert_eq!(r.counts.new_chunks, unique, "{r:?}");
+    assert_eq!(r.counts.dedup_chunks, 3 * 32 - unique, "{r:?}");
+    assert_eq!(r.counts.slots, 3 * 32);
     assert_eq!(
-        r.disks.iter().map(|d| d.new_chunks).sum::<u64>(),
+        r.disks.iter().map(|d| d.counts.new_chunks).sum::<u64>(),
         unique,
         "{r:?}"
     );
@@ -222,9 +222,9 @@ fn an_incremental_of_several_disks_continues_each_disk_and_adds_a_new_one_in_ful
     assert_eq!(second.parent.as_deref(), Some(first.generation.as_str()));
     let by: HashMap<_, _> = second.disks.iter().map(|d| (d.disk.as_str(), d)).collect();
     assert!(by["a"].incremental && by["b"].incremental && !by["n"].incremental);
-    assert_eq!(by["a"].new_chunks, 1);
-    assert_eq!(by["b"].new_chunks, 0);
-    assert_eq!(by["n"].new_chunks, 4);
+    assert_eq!(by["a"].counts.new_chunks, 1);
+    assert_eq!(by["b"].counts.new_chunks, 0);
+    assert_eq!(by["n"].counts.new_chunks, 4);
     assert!(
         second.warnings.iter().any(|w| w.contains("\"n\"")),
         "{:?}",

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use vmkeep_format::generation::Generation;
 
 use super::parent::{parent_disk, Chosen};
-use super::{AreaMode, AreasReport, Breakdown, DiskReport, DiskSpec};
+use super::{AreaMode, AreasReport, Breakdown, Counts, DiskReport, DiskSpec};
 use crate::backup::{self, DiskJob, DiskResult, DiskSummary, Parent};
 use crate::lock::Lock;
 use crate::progress::Progress;
@@ -224,25 +224,27 @@ pub(super) fn disk_report(p: DiskMeta, disk: DiskResult, warnings: &mut Vec<Stri
     DiskReport {
         disk: p.name,
         manifest: disk.manifest_id.to_hex(),
-        capacity: disk.manifest.capacity,
         chunk_size: disk.manifest.chunk_size,
         incremental: p.incremental,
         areas: p.areas,
-        slots,
-        breakdown: Breakdown {
-            new: new_chunks,
-            already_stored: dedup_chunks,
-            zero: zero_slots,
-            unchanged: unchanged_slots,
+        counts: Counts {
+            capacity: disk.manifest.capacity,
+            slots,
+            breakdown: Breakdown {
+                new: new_chunks,
+                already_stored: dedup_chunks,
+                zero: zero_slots,
+                unchanged: unchanged_slots,
+            },
+            reread_slots,
+            data_slots: st.data_slots,
+            zero_slots: st.zero_slots,
+            reused_slots: st.reused_slots,
+            read_bytes: st.read_bytes,
+            new_chunks: st.new_chunks,
+            new_plain_bytes: st.new_plain_bytes,
+            new_stored_bytes: st.new_stored_bytes,
+            dedup_chunks: st.dedup_chunks,
         },
-        reread_slots,
-        data_slots: st.data_slots,
-        zero_slots: st.zero_slots,
-        reused_slots: st.reused_slots,
-        read_bytes: st.read_bytes,
-        new_chunks: st.new_chunks,
-        new_plain_bytes: st.new_plain_bytes,
-        new_stored_bytes: st.new_stored_bytes,
-        dedup_chunks: st.dedup_chunks,
     }
 }

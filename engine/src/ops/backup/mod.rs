@@ -123,7 +123,7 @@ pub struct AreasReport {
 }
 
 /// The slots of the disk by what happened to them; they add up to `slots`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Breakdown {
     pub new: u64,
     pub already_stored: u64,
@@ -136,11 +136,18 @@ pub struct Breakdown {
 pub struct DiskReport {
     pub disk: String,
     pub manifest: String,
-    pub capacity: u64,
     pub chunk_size: u32,
     /// Whether the disk continued the parent's disk of its name.
     pub incremental: bool,
     pub areas: Option<AreasReport>,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// What a backup did to the slots of a disk, or of all its disks.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
+    pub capacity: u64,
     pub slots: u64,
     pub breakdown: Breakdown,
     /// Slots outside the areas read anyway (the parent's entry could not
@@ -158,6 +165,27 @@ pub struct DiskReport {
     pub dedup_chunks: u64,
 }
 
+impl Counts {
+    /// Adds another disk's counts.
+    pub fn add(&mut self, o: &Counts) {
+        self.capacity += o.capacity;
+        self.slots += o.slots;
+        self.breakdown.new += o.breakdown.new;
+        self.breakdown.already_stored += o.breakdown.already_stored;
+        self.breakdown.zero += o.breakdown.zero;
+        self.breakdown.unchanged += o.breakdown.unchanged;
+        self.reread_slots += o.reread_slots;
+        self.data_slots += o.data_slots;
+        self.zero_slots += o.zero_slots;
+        self.reused_slots += o.reused_slots;
+        self.read_bytes += o.read_bytes;
+        self.new_chunks += o.new_chunks;
+        self.new_plain_bytes += o.new_plain_bytes;
+        self.new_stored_bytes += o.new_stored_bytes;
+        self.dedup_chunks += o.dedup_chunks;
+    }
+}
+
 /// What a backup did: the generation, and per disk. The counters at the
 /// top are the sums over the disks.
 #[derive(Clone, Debug, Serialize)]
@@ -169,18 +197,9 @@ pub struct BackupReport {
     /// there is one.
     pub parent_rule: Option<String>,
     pub disks: Vec<DiskReport>,
-    pub capacity: u64,
-    pub slots: u64,
-    pub breakdown: Breakdown,
-    pub reread_slots: u64,
-    pub data_slots: u64,
-    pub zero_slots: u64,
-    pub reused_slots: u64,
-    pub read_bytes: u64,
-    pub new_chunks: u64,
-    pub new_plain_bytes: u64,
-    pub new_stored_bytes: u64,
-    pub dedup_chunks: u64,
+    /// The sums over the disks.
+    #[serde(flatten)]
+    pub counts: Counts,
     pub warnings: Vec<String>,
 }
 
@@ -319,42 +338,12 @@ pub fn backup(
         parent: chosen.as_ref().map(|c| c.id.to_hex()),
         parent_rule: chosen.as_ref().map(|c| c.rule.to_string()),
         disks: Vec::with_capacity(n),
-        capacity: 0,
-        slots: 0,
-        breakdown: Breakdown {
-            new: 0,
-            already_stored: 0,
-            zero: 0,
-            unchanged: 0,
-        },
-        reread_slots: 0,
-        data_slots: 0,
-        zero_slots: 0,
-        reused_slots: 0,
-        read_bytes: 0,
-        new_chunks: 0,
-        new_plain_bytes: 0,
-        new_stored_bytes: 0,
-        dedup_chunks: 0,
+        counts: Counts::default(),
         warnings,
     };
     for (p, disk) in results {
         let r = disk_report(p, disk, &mut report.warnings);
-        report.capacity += r.capacity;
-        report.slots += r.slots;
-        report.breakdown.new += r.breakdown.new;
-        report.breakdown.already_stored += r.breakdown.already_stored;
-        report.breakdown.zero += r.breakdown.zero;
-        report.breakdown.unchanged += r.breakdown.unchanged;
-        report.reread_slots += r.reread_slots;
-        report.data_slots += r.data_slots;
-        report.zero_slots += r.zero_slots;
-        report.reused_slots += r.reused_slots;
-        report.read_bytes += r.read_bytes;
-        report.new_chunks += r.new_chunks;
-        report.new_plain_bytes += r.new_plain_bytes;
-        report.new_stored_bytes += r.new_stored_bytes;
-        report.dedup_chunks += r.dedup_chunks;
+        report.counts.add(&r.counts);
         report.disks.push(r);
     }
     Ok(report)
