@@ -53,13 +53,15 @@ pub enum VmCmd {
     List,
     /// Show a VM's disks (key, file, capacity, thin/thick, changeId) and snapshots.
     Show {
-        /// VM name, inventory path (/DC/vm/NAME), moref=vm-N, uuid=BIOS-UUID or instance-uuid=UUID.
+        /// VM: a name, an inventory path (DC/vm/folder/NAME), a moref (vm-N) or a
+        /// BIOS or instance UUID; force a kind with name=, path=, moref=, uuid=
+        /// (BIOS) or instance-uuid=. Several matches are refused, naming each.
         vm: String,
     },
     /// Enable or disable Changed Block Tracking (takes effect at the next snapshot).
     #[command(group(clap::ArgGroup::new("state").required(true).args(["enable", "disable"])))]
     Cbt {
-        /// VM name, inventory path, moref=vm-N, uuid=... or instance-uuid=...
+        /// VM: a name, an inventory path, a moref (vm-N) or a UUID (as for `vm show`).
         vm: String,
         /// Turn CBT on.
         #[arg(long)]

@@ -11,6 +11,9 @@
 //     frozen content recorded for each changeId ("*" = allocated blocks); an
 //     unknown or stale changeId (CBT disabled and re-enabled) is a FileFault;
 //     one answer covers at most -answer-limit bytes so clients must loop;
+//   - SearchIndex.FindAllByUuid (vSphere API 4.0+): every VM (or host) whose
+//     BIOS or instance UUID equals the given one, optionally within one
+//     datacenter, as the reference describes; vcsim 0.24 only has FindByUuid;
 //   - RevertToSnapshot_Task copies the frozen content back to the live disk;
 //   - expired sessions on demand (POST /vmkeep/expire-sessions), answered
 //     with NotAuthenticated like a vCenter whose session timed out.
@@ -56,6 +59,7 @@ import (
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -254,6 +258,10 @@ func (h *harness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if name == "QueryChangedDiskAreas" {
 		h.queryChangedDiskAreas(w, body)
+		return
+	}
+	if name == "FindAllByUuid" {
+		findAllByUuid(w, body)
 		return
 	}
 
@@ -808,6 +816,71 @@ func (h *harness) queryChangedDiskAreas(w http.ResponseWriter, body []byte) {
 	}
 	sb.WriteString("</returnval></QueryChangedDiskAreasResponse>")
 	writeEnvelope(w, http.StatusOK, sb.String())
+}
+
+// findAllByUuid answers SearchIndex.FindAllByUuid: the list may be empty,
+// and every match is returned (cloned VMs share a BIOS UUID).
+func findAllByUuid(w http.ResponseWriter, body []byte) {
+	method, err := simulator.UnmarshalBody(types.TypeFunc(), body)
+	if err != nil {
+		writeFault(w, err.Error(), "InvalidRequest", "")
+		return
+	}
+	req, ok := method.Body.(*types.FindAllByUuid)
+	if !ok {
+		writeFault(w, "bad request body", "InvalidRequest", "")
+		return
+	}
+	instance := req.InstanceUuid != nil && *req.InstanceUuid
+	kind := "HostSystem"
+	if req.VmSearch {
+		kind = "VirtualMachine"
+	}
+	var refs []types.ManagedObjectReference
+	for _, e := range simulator.Map.All(kind) {
+		var id string
+		switch o := e.(type) {
+		case *simulator.VirtualMachine:
+			if o.Config == nil {
+				continue
+			}
+			id = o.Config.Uuid
+			if instance {
+				id = o.Config.InstanceUuid
+			}
+		case *simulator.HostSystem:
+			if o.Summary.Hardware != nil {
+				id = o.Summary.Hardware.Uuid
+			}
+		}
+		if id != req.Uuid || (req.Datacenter != nil && !inDatacenter(e, *req.Datacenter)) {
+			continue
+		}
+		refs = append(refs, e.Reference())
+	}
+	sort.Slice(refs, func(i, j int) bool { return refs[i].Value < refs[j].Value })
+	var sb strings.Builder
+	sb.WriteString(`<FindAllByUuidResponse xmlns="urn:vim25">`)
+	for _, r := range refs {
+		fmt.Fprintf(&sb, `<returnval type="%s">%s</returnval>`, xmlEscape(r.Type), xmlEscape(r.Value))
+	}
+	sb.WriteString(`</FindAllByUuidResponse>`)
+	writeEnvelope(w, http.StatusOK, sb.String())
+}
+
+// inDatacenter reports whether dc is among e's ancestors.
+func inDatacenter(e mo.Entity, dc types.ManagedObjectReference) bool {
+	for p := e.Entity().Parent; p != nil; {
+		if *p == dc {
+			return true
+		}
+		parent, ok := simulator.Map.Get(*p).(mo.Entity)
+		if !ok {
+			return false
+		}
+		p = parent.Entity().Parent
+	}
+	return false
 }
 
 func xmlEscape(s string) string {

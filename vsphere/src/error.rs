@@ -153,13 +153,26 @@ pub enum Error {
         /// What was looked for.
         what: String,
     },
-    /// A name matched several objects.
-    #[error("name {name:?} matches {} virtual machines: {}", matches.len(), matches.join(", "))]
-    Ambiguous {
-        /// The name looked for.
-        name: String,
-        /// "moref (inventory path or name)" of every match.
-        matches: Vec<String>,
+    /// No virtual machine matches a `--vm` selector (also: a moref of
+    /// another type).
+    #[error("no VM with {selector}")]
+    VmNotFound {
+        /// The selector, e.g. `name "web-01"` or `moref vm-42`.
+        selector: String,
+    },
+    /// Several virtual machines match a `--vm` selector (a repeated name, a
+    /// BIOS UUID shared by clones, a bare UUID that is one VM's BIOS UUID and
+    /// another's instance UUID).
+    #[error(
+        "{selector} matches {} VMs: {}; select one by moref or inventory path",
+        candidates.len(),
+        candidates.join(", ")
+    )]
+    VmAmbiguous {
+        /// The selector.
+        selector: String,
+        /// Every match, sorted by moref: `vm-42 (/DC0/vm/folder/web-01)`.
+        candidates: Vec<String>,
     },
     /// Waiting for a task took too long.
     #[error("task {task} ({what}) did not finish within {secs} s")]
@@ -203,7 +216,8 @@ impl Error {
             | Error::Xml(_)
             | Error::Unexpected { .. }
             | Error::NotFound { .. }
-            | Error::Ambiguous { .. }
+            | Error::VmNotFound { .. }
+            | Error::VmAmbiguous { .. }
             | Error::ChangedAreas { .. } => false,
         }
     }
@@ -258,5 +272,27 @@ mod tests {
         assert!(!f(Fault::ManagedObjectNotFound { obj: None }).retryable());
         assert!(!f(Fault::NotSupported).retryable());
         assert!(!Error::NotFound { what: "x".into() }.retryable());
+        assert!(!Error::VmNotFound {
+            selector: "moref vm-1".into()
+        }
+        .retryable());
+    }
+
+    #[test]
+    fn vm_errors_name_the_selector_and_every_candidate() {
+        let e = Error::VmAmbiguous {
+            selector: "name \"twin\"".into(),
+            candidates: vec!["vm-1 (/DC0/vm/twin)".into(), "vm-2 (/DC1/vm/twin)".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "name \"twin\" matches 2 VMs: vm-1 (/DC0/vm/twin), vm-2 (/DC1/vm/twin); \
+             select one by moref or inventory path"
+        );
+        assert!(!e.retryable());
+        let e = Error::VmNotFound {
+            selector: "moref vm-9".into(),
+        };
+        assert_eq!(e.to_string(), "no VM with moref vm-9");
     }
 }
