@@ -175,6 +175,14 @@ fn which_go() -> Option<PathBuf> {
 }
 
 impl Vcsim {
+    /// A client logged in as the simulator's user, certificate verified,
+    /// tasks waited for up to a minute.
+    pub fn login(&self) -> vmkeep_vsphere::Client {
+        let mut o = vmkeep_vsphere::ConnectOptions::new(&self.url, vmkeep_vsphere::TlsMode::Verify);
+        o.task_timeout = std::time::Duration::from_secs(60);
+        vmkeep_vsphere::Client::login(&o, &self.user, &self.password).expect("login")
+    }
+
     /// Starts a plain-http simulator with whole-disk CBT answers.
     pub fn start() -> Vcsim {
         Vcsim::start_with(VcsimOptions::default())

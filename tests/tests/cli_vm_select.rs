@@ -2,11 +2,9 @@
 //! administrator types, and the refusals (no VM, several VMs) as one error
 //! line naming every candidate, with exit code 1.
 
-use std::time::Duration;
-
 use vmkeep_tests::cli::{s, Rig};
 use vmkeep_tests::vcsim::Vcsim;
-use vmkeep_vsphere::{Client, ConnectOptions, NewDisk, NewVm, TlsMode};
+use vmkeep_vsphere::{NewDisk, NewVm};
 
 fn new_vm(name: &str) -> NewVm {
     NewVm {
@@ -25,9 +23,7 @@ fn new_vm(name: &str) -> NewVm {
 #[test]
 fn vm_show_takes_every_shape_and_refuses_ambiguity_with_exit_1() {
     let sim = Vcsim::start();
-    let mut o = ConnectOptions::new(&sim.url, TlsMode::Verify);
-    o.task_timeout = Duration::from_secs(60);
-    let c = Client::login(&o, &sim.user, &sim.password).unwrap();
+    let c = sim.login();
     let place = c.default_placement().unwrap();
     let a = c.create_vm(&place, &new_vm("twin")).unwrap();
     let b = c.create_vm(&place, &new_vm("twin")).unwrap();

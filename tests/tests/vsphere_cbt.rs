@@ -3,21 +3,14 @@
 //! many calls, "*" for allocated areas, CBT reset detection, faults.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use vmkeep_tests::vcsim::{SimDisk, Vcsim, VcsimOptions};
-use vmkeep_vsphere::{ChangedAreas, Client, ConnectOptions, Fault, MoRef, NewDisk, NewVm, TlsMode};
+use vmkeep_vsphere::{ChangedAreas, Client, Fault, MoRef, NewDisk, NewVm};
 
 const BLOCK: u64 = 64 * 1024;
 const DISK: u64 = 8 << 20;
 const LIMIT: u64 = 256 * 1024;
-
-fn login(sim: &Vcsim) -> Client {
-    let mut o = ConnectOptions::new(&sim.url, TlsMode::Verify);
-    o.task_timeout = Duration::from_secs(60);
-    Client::login(&o, &sim.user, &sim.password).expect("login")
-}
 
 fn make_vm(c: &Client, name: &str) -> MoRef {
     let place = c.default_placement().unwrap();
@@ -101,7 +94,7 @@ fn changed_areas_match_ground_truth_with_forced_paging() {
         answer_limit: Some(LIMIT),
         ..Default::default()
     });
-    let c = login(&sim);
+    let c = sim.login();
     let vm = make_vm(&c, "cbt-truth");
     let disk = sim.disks(&vm.value).remove(0);
     assert_eq!(disk.capacity, DISK);
@@ -174,7 +167,7 @@ fn changed_areas_match_ground_truth_with_forced_paging() {
 #[test]
 fn cbt_reset_is_detected_as_file_fault() {
     let sim = Vcsim::start();
-    let c = login(&sim);
+    let c = sim.login();
     let vm = make_vm(&c, "cbt-reset");
     let disk = sim.disks(&vm.value).remove(0);
     sim.write_live(&disk, 0, b"hello");
@@ -222,7 +215,7 @@ fn cbt_reset_is_detected_as_file_fault() {
 #[test]
 fn query_faults_are_typed() {
     let sim = Vcsim::start();
-    let c = login(&sim);
+    let c = sim.login();
     let place = c.default_placement().unwrap();
     let vm = c
         .create_vm(

@@ -2,20 +2,10 @@
 //! the bare shapes `--vm` accepts), refusing ambiguous names and UUIDs with
 //! every candidate named, reading the config of a VM with several disks, listing.
 
-use std::time::Duration;
-
 use vmkeep_tests::vcsim::Vcsim;
 use vmkeep_vsphere::vm::parse_disks;
 use vmkeep_vsphere::xml::Document;
-use vmkeep_vsphere::{
-    Client, ConnectOptions, Error, MoRef, NewDisk, NewVm, Placement, TlsMode, VmSelector,
-};
-
-fn login(sim: &Vcsim) -> Client {
-    let mut o = ConnectOptions::new(&sim.url, TlsMode::Verify);
-    o.task_timeout = Duration::from_secs(60);
-    Client::login(&o, &sim.user, &sim.password).expect("login")
-}
+use vmkeep_vsphere::{Client, Error, MoRef, NewDisk, NewVm, Placement, VmSelector};
 
 fn new_vm(name: &str, disks: &[(u64, bool)]) -> NewVm {
     NewVm {
@@ -37,7 +27,7 @@ fn new_vm(name: &str, disks: &[(u64, bool)]) -> NewVm {
 #[test]
 fn find_vm_by_every_key() {
     let sim = Vcsim::start();
-    let c = login(&sim);
+    let c = sim.login();
     let by_name = c.find_vm(&VmSelector::Name("DC0_H0_VM0".into())).unwrap();
     assert_eq!(by_name.kind, "VirtualMachine");
     let info = c.vm_info(&by_name).unwrap();
@@ -117,7 +107,7 @@ fn candidates(err: &Error, sel: &VmSelector) -> Vec<String> {
 #[test]
 fn ambiguous_name_lists_every_match() {
     let sim = Vcsim::start();
-    let c = login(&sim);
+    let c = sim.login();
     let place = c.default_placement().unwrap();
     let a = c
         .create_vm(&place, &new_vm("twin", &[(1 << 20, true)]))
@@ -154,7 +144,7 @@ fn create_folder(c: &Client, place: &Placement, name: &str) -> MoRef {
 #[test]
 fn name_repeated_across_folders_is_refused_naming_each_path() {
     let sim = Vcsim::start();
-    let c = login(&sim);
+    let c = sim.login();
     let place = c.default_placement().unwrap();
     let folder = create_folder(&c, &place, "team-b");
     let top = c
@@ -194,7 +184,7 @@ fn name_repeated_across_folders_is_refused_naming_each_path() {
 #[test]
 fn shared_bios_uuid_is_refused_naming_both() {
     let sim = Vcsim::start();
-    let c = login(&sim);
+    let c = sim.login();
     let place = c.default_placement().unwrap();
     let src = c
         .create_vm(&place, &new_vm("golden", &[(1 << 20, true)]))
@@ -240,7 +230,7 @@ fn shared_bios_uuid_is_refused_naming_both() {
 #[test]
 fn bare_uuid_that_is_one_vms_bios_and_anothers_instance_uuid_is_ambiguous() {
     let sim = Vcsim::start();
-    let c = login(&sim);
+    let c = sim.login();
     let place = c.default_placement().unwrap();
     let a = c
         .create_vm(&place, &new_vm("alpha", &[(1 << 20, true)]))
@@ -274,7 +264,7 @@ fn bare_uuid_that_is_one_vms_bios_and_anothers_instance_uuid_is_ambiguous() {
 #[test]
 fn create_vm_with_disks_and_read_its_config() {
     let sim = Vcsim::start();
-    let c = login(&sim);
+    let c = sim.login();
     let place = c.default_placement().unwrap();
     assert_eq!(place.datastore, "LocalDS_0");
     let sizes = [(1u64 << 20, true), (3 << 20, false), (2 << 20, true)];

@@ -1,16 +1,8 @@
 //! vSphere client against the simulator: CBT on/off, snapshots (create,
 //! freeze, quiesce fallback, revert, remove), power operations, faults.
 
-use std::time::Duration;
-
 use vmkeep_tests::vcsim::Vcsim;
-use vmkeep_vsphere::{Client, ConnectOptions, Error, Fault, MoRef, TlsMode, VmSelector};
-
-fn login(sim: &Vcsim) -> Client {
-    let mut o = ConnectOptions::new(&sim.url, TlsMode::Verify);
-    o.task_timeout = Duration::from_secs(60);
-    Client::login(&o, &sim.user, &sim.password).expect("login")
-}
+use vmkeep_vsphere::{Client, Error, Fault, MoRef, VmSelector};
 
 fn vm0(c: &Client) -> MoRef {
     c.find_vm(&VmSelector::Name("DC0_H0_VM0".into())).unwrap()
@@ -19,7 +11,7 @@ fn vm0(c: &Client) -> MoRef {
 #[test]
 fn enable_and_disable_cbt() {
     let sim = Vcsim::start();
-    let c = login(&sim);
+    let c = sim.login();
     let vm = vm0(&c);
     assert!(!c.vm_info(&vm).unwrap().change_tracking);
     c.set_change_tracking(&vm, true).unwrap();
@@ -38,7 +30,7 @@ fn enable_and_disable_cbt() {
 #[test]
 fn snapshot_create_freeze_revert_remove() {
     let sim = Vcsim::start();
-    let c = login(&sim);
+    let c = sim.login();
     let vm = vm0(&c);
     c.set_change_tracking(&vm, true).unwrap();
     let disk = sim.disks(&vm.value).remove(0);
@@ -107,7 +99,7 @@ fn snapshot_create_freeze_revert_remove() {
 #[test]
 fn failed_quiesce_falls_back_to_crash_consistent_and_says_so() {
     let sim = Vcsim::start();
-    let c = login(&sim);
+    let c = sim.login();
     let vm = vm0(&c);
     sim.set_fail_quiesce(true);
     let s = c.create_snapshot(&vm, "vmkeep-q", "", true).unwrap();
@@ -124,7 +116,7 @@ fn failed_quiesce_falls_back_to_crash_consistent_and_says_so() {
 #[test]
 fn power_operations_and_invalid_state_fault() {
     let sim = Vcsim::start();
-    let c = login(&sim);
+    let c = sim.login();
     let vm = vm0(&c);
     assert_eq!(c.vm_info(&vm).unwrap().power_state, "poweredOn");
     c.power_off(&vm).unwrap();
@@ -142,7 +134,7 @@ fn power_operations_and_invalid_state_fault() {
 #[test]
 fn unknown_objects_are_typed_faults() {
     let sim = Vcsim::start();
-    let c = login(&sim);
+    let c = sim.login();
     let ghost = MoRef::new("VirtualMachine", "vm-424242");
     let err = c.vm_info(&ghost).unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
